@@ -1,0 +1,92 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The driver contract every platform implements.
+
+A driver reads its platform in bulk and acts on one machine at a time. It
+knows nothing of Ansible: it raises the typed errors of `model` and returns
+`Machine` objects.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible_collections.virtops.unified.plugins.module_utils import model
+
+# Power primitives a driver may implement. The planner in `power` composes them.
+START = "start"
+SHUTDOWN = "shutdown"  # graceful: ask the guest OS to stop
+POWEROFF = "poweroff"  # hard: pull the plug (or discard a saved state)
+RESET = "reset"  # hard reset without power cycle
+SUSPEND = "suspend"  # save memory to disk, release the host
+RESUME = "resume"  # un-pause
+ACTIONS = (START, SHUTDOWN, POWEROFF, RESET, SUSPEND, RESUME)
+
+
+class Driver:
+    """Base class: one platform endpoint (a vCenter, a libvirt URI, ...)."""
+
+    platform = None
+    #: primitives from ACTIONS plus optional "heartbeat", "migrate"
+    capabilities = frozenset()
+    poll_interval = 0.5
+    max_poll_interval = 2.0
+
+    def close(self):
+        """Release the connection."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- reads -----------------------------------------------------------
+    def list_inventory(self):
+        """Hosts and VMs of the endpoint in bulk, as a `model.Inventory`."""
+        raise NotImplementedError
+
+    def find(self, name=None, uuid=None):
+        """The one VM with this uuid (preferred) or name, current state."""
+        return model.pick_one(self.list_inventory().vms, name=name, uuid=uuid, where=self.where())
+
+    def refresh(self, vm, heartbeat=False):
+        """The same VM, read again. Raises NotFound if it went away."""
+        raise NotImplementedError
+
+    def where(self):
+        """' on <endpoint>' for messages."""
+        return ""
+
+    # --- actions ---------------------------------------------------------
+    def power(self, vm, action):
+        """Issue one primitive from ACTIONS; return without waiting."""
+        raise NotImplementedError
+
+    def wait_for(self, vm, predicate, timeout, what, progress=None, heartbeat=False):
+        """Poll `refresh` until `predicate(machine)` holds.
+
+        Returns the last machine read; raises model.Timeout naming what was
+        awaited and the state last seen.
+        """
+        start = time.monotonic()
+        interval = self.poll_interval
+        next_note = start + 15
+        current = self.refresh(vm, heartbeat=heartbeat)
+        while not predicate(current):
+            now = time.monotonic()
+            if now - start >= timeout:
+                raise model.Timeout(
+                    "%s %s: timed out after %ds waiting for %s (last state %s/%s, heartbeat %s)"
+                    % (self.platform, vm.name, timeout, what, current.power_state,
+                       current.power_state_raw, current.heartbeat)
+                )
+            if progress and now >= next_note:
+                progress("%s: still waiting for %s (%ds of %ds, state %s)"
+                         % (vm.name, what, now - start, timeout, current.power_state_raw))
+                next_note = now + 15
+            time.sleep(min(interval, max(0.05, timeout - (now - start))))
+            interval = min(interval * 1.5, self.max_poll_interval)
+            current = self.refresh(vm, heartbeat=heartbeat)
+        return current

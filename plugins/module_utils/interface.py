@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What vm_power and vm_info do, shared by the modules and their action plugins.
+
+The argument specs live here next to the code that reads them; the option
+docs live in doc_fragments/connection.py and the modules' DOCUMENTATION.
+Nothing here imports AnsibleModule.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from ansible.module_utils.common.parameters import env_fallback
+from ansible_collections.virtops.unified.plugins.module_utils import model, power
+from ansible_collections.virtops.unified.plugins.module_utils.libvirt_driver import LibvirtDriver
+
+DRIVERS = {
+    "libvirt": LibvirtDriver,
+}
+
+# Connection options, by platform. Paired with doc_fragments/connection.py.
+CONNECTION_SPEC = {
+    "platform": {"type": "str", "required": True, "choices": sorted(DRIVERS)},
+    "uri": {"type": "str", "fallback": (env_fallback, ["LIBVIRT_DEFAULT_URI"])},
+    "hypervisor_name": {"type": "str"},
+    "connect_timeout": {"type": "int", "default": 30},
+}
+
+TARGET_SPEC = {
+    "name": {"type": "str"},
+    "uuid": {"type": "str"},
+}
+
+POWER_SPEC = dict(
+    CONNECTION_SPEC,
+    **TARGET_SPEC,
+    state={"type": "str", "required": True, "choices": list(power.STATES)},
+    force={"type": "bool", "default": False},
+    shutdown_timeout={"type": "int", "default": 120},
+    wait={"type": "bool", "default": True},
+    wait_timeout={"type": "int", "default": 300},
+    wait_for_heartbeat={"type": "bool", "default": False},
+    expected_host={"type": "str"},
+)
+POWER_RULES = {
+    "required_one_of": [("name", "uuid")],
+    "mutually_exclusive": [("name", "uuid")],
+}
+
+INFO_SPEC = dict(CONNECTION_SPEC, **TARGET_SPEC, heartbeat={"type": "bool", "default": True})
+INFO_RULES = {"mutually_exclusive": [("name", "uuid")]}
+
+# Task arguments the action plugins fill from the targeted host's virt_* vars.
+ENDPOINT_KEYS = ("platform", "uri", "hypervisor_name")
+
+
+def connect(params):
+    """Open the driver named by params['platform'] with its connection options."""
+    platform = params["platform"]
+    if platform == "libvirt":
+        if not params.get("uri"):
+            raise model.VirtError("libvirt needs a uri (or LIBVIRT_DEFAULT_URI)")
+        return LibvirtDriver(uri=params["uri"], hypervisor_name=params.get("hypervisor_name"),
+                             connect_timeout=params.get("connect_timeout", 30))
+    raise model.Unsupported("platform %r is not supported" % platform)
+
+
+def run_power(params, check_mode=False, progress=None):
+    with connect(params) as drv:
+        return power.apply(drv, params, check_mode=check_mode, progress=progress)
+
+
+def run_info(params):
+    begun = time.monotonic()
+    with connect(params) as drv:
+        if params.get("name") or params.get("uuid"):
+            vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
+            if params.get("heartbeat") and vm.power_state == model.RUNNING:
+                vm = drv.refresh(vm, heartbeat=True)
+            vms, hosts = [vm], []
+        else:
+            inv = drv.list_inventory()
+            vms, hosts = inv.vms, inv.hosts
+    return {
+        "changed": False,
+        "vms": [vm.summary() for vm in vms],
+        "hosts": [dict(h.summary(), connection_state=h.connection_state) for h in hosts],
+        "elapsed": round(time.monotonic() - begun, 2),
+    }
+
+
+def failure(exc):
+    """A failed-task result from a driver error: message, type, steps done."""
+    result = {
+        "failed": True,
+        "msg": str(exc),
+        "error_type": type(exc).__name__,
+    }
+    if getattr(exc, "actions", None):
+        result["actions"] = exc.actions
+    if not isinstance(exc, model.VirtError):
+        result["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return result

@@ -1,0 +1,276 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""libvirt driver: KVM/QEMU, Xen and any other libvirt URI.
+
+One URI is one hypervisor. The bulk read is a fixed handful of RPCs per
+hypervisor whatever the number of domains: getAllDomainStats returns every
+domain with its name, uuid and state in one reply; two filtered
+listAllDomains calls mark managed-saved and transient domains.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid as uuidlib
+import xml.etree.ElementTree as ET
+
+from ansible_collections.virtops.unified.plugins.module_utils import driver as base
+from ansible_collections.virtops.unified.plugins.module_utils import model
+
+try:
+    import libvirt
+
+    # libvirt prints every error to stderr by default; ours carry them instead
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+except ImportError:  # reported by require_libvirt() where it matters
+    libvirt = None
+
+try:
+    import libvirt_qemu
+except ImportError:
+    libvirt_qemu = None
+
+PLATFORM = "libvirt"
+
+# virDomainState -> (normalised, raw word). Reasons refine the raw word only.
+_STATES = {
+    0: (model.UNKNOWN, "nostate"),
+    1: (model.RUNNING, "running"),
+    2: (model.RUNNING, "blocked"),  # Xen: running, waiting on I/O
+    3: (model.PAUSED, "paused"),
+    4: (model.TRANSITIONING, "shutdown"),  # shutting down
+    5: (model.STOPPED, "shutoff"),
+    6: (model.CRASHED, "crashed"),
+    7: (model.SUSPENDED, "pmsuspended"),  # guest-initiated S3
+}
+_PAUSED_REASONS = {1: "user", 2: "migration", 3: "save", 4: "dump", 5: "ioerror",
+                   6: "watchdog", 7: "from_snapshot", 8: "shutdown", 9: "snapshot",
+                   10: "crashed", 11: "starting_up", 12: "postcopy", 13: "postcopy_failed"}
+_SHUTOFF_REASONS = {1: "shutdown", 2: "destroyed", 3: "crashed", 4: "migrated",
+                    5: "saved", 6: "failed", 7: "from_snapshot", 8: "daemon"}
+
+_AGENT_PING = '{"execute":"guest-ping"}'
+
+
+def require_libvirt():
+    if libvirt is None:
+        raise model.Unsupported(
+            "the Python library libvirt-python is not installed on the controller",
+            hint="pip install libvirt-python (it needs the libvirt C library and headers)",
+        )
+
+
+def redact_uri(uri):
+    """Drop any password from a URI's user part before it is shown anywhere."""
+    return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:********@", uri or "")
+
+
+def _state(code, reason, managed_save):
+    normal, raw = _STATES.get(code, (model.UNKNOWN, "state-%s" % code))
+    if code == 5 and managed_save:
+        # shut off with a managed-save image: memory is on disk, start resumes it
+        return model.SUSPENDED, "shutoff:saved"
+    reasons = _PAUSED_REASONS if code == 3 else _SHUTOFF_REASONS if code == 5 else {}
+    if reason in reasons:
+        raw = "%s:%s" % (raw, reasons[reason])
+    return normal, raw
+
+
+class LibvirtDriver(base.Driver):
+    """One libvirt connection (one hypervisor)."""
+
+    platform = PLATFORM
+    capabilities = frozenset(base.ACTIONS) | {"heartbeat"}
+
+    def __init__(self, uri=None, hypervisor_name=None, cluster=None, connect_timeout=30, readonly=False):
+        require_libvirt()
+        self.uri = uri or ""
+        self.safe_uri = redact_uri(self.uri)
+        self.cluster = cluster
+        self.connect_timeout = connect_timeout
+        self.conn = self._open(readonly)
+        self.name = hypervisor_name or self._call(self.conn.getHostname)
+
+    # --- connection ------------------------------------------------------
+    def _open(self, readonly):
+        """Open with a time limit: an unreachable ssh host can hang for minutes."""
+        box = {}
+
+        def target():
+            try:
+                box["conn"] = (libvirt.openReadOnly if readonly else libvirt.open)(self.uri or None)
+            except libvirt.libvirtError as exc:
+                box["error"] = exc
+
+        worker = threading.Thread(target=target, daemon=True)
+        worker.start()
+        worker.join(self.connect_timeout)
+        if worker.is_alive():
+            raise model.Unreachable("libvirt %s: no answer within %ds" % (self.safe_uri, self.connect_timeout))
+        if "error" in box:
+            raise self._error(box["error"], "cannot connect")
+        return box["conn"]
+
+    def close(self):
+        conn, self.conn = getattr(self, "conn", None), None
+        if conn is not None:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
+
+    def where(self):
+        return " on %s (%s)" % (getattr(self, "name", None) or "?", self.safe_uri)
+
+    def _error(self, exc, doing):
+        """Map a libvirtError to a typed error, keeping libvirt's own words."""
+        code = exc.get_error_code()
+        raw = redact_uri(exc.get_error_message() or str(exc))
+        msg = "libvirt %s: %s" % (self.safe_uri, doing)
+        if code in (libvirt.VIR_ERR_NO_DOMAIN,):
+            return model.NotFound(msg, raw=raw)
+        if code in (libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED,
+                    getattr(libvirt, "VIR_ERR_AUTH_UNAVAILABLE", -1), libvirt.VIR_ERR_ACCESS_DENIED):
+            return model.AuthFailed(msg, raw=raw)
+        if code in (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC,
+                    libvirt.VIR_ERR_INTERNAL_ERROR) and doing == "cannot connect":
+            return model.Unreachable(msg, raw=raw)
+        if code in (libvirt.VIR_ERR_OPERATION_INVALID,):
+            return model.StateConflict(msg, raw=raw)
+        if code in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+                    libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED):
+            return model.Unsupported(msg, raw=raw)
+        if code in (libvirt.VIR_ERR_OPERATION_TIMEOUT, libvirt.VIR_ERR_AGENT_UNRESPONSIVE):
+            return model.Timeout(msg, raw=raw)
+        if code in (libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ERROR):
+            return model.Unreachable(msg + " (connection lost)", raw=raw)
+        return model.VirtError(msg, raw=raw)
+
+    def _call(self, func, *args, doing=None):
+        try:
+            return func(*args)
+        except libvirt.libvirtError as exc:
+            raise self._error(exc, doing or getattr(func, "__name__", "call")) from exc
+
+    def endpoint(self):
+        return {"platform": PLATFORM, "uri": self.safe_uri, "hypervisor_name": self.name}
+
+    # --- reads -----------------------------------------------------------
+    def host_machine(self):
+        caps = ET.fromstring(self._call(self.conn.getCapabilities))
+        info = self._call(self.conn.getInfo)
+        host_uuid = caps.findtext("host/uuid") or str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, "libvirt:" + self.name))
+        return model.Machine(
+            kind=model.HYPERVISOR, platform=PLATFORM, name=self.name, uuid=host_uuid,
+            cluster=self.cluster, power_state=model.RUNNING, power_state_raw="connected",
+            connection_state=model.CONNECTED, endpoint=self.endpoint(),
+            facts={"hypervisor_type": self._call(self.conn.getType).lower(),
+                   "cpus": info[2], "memory_mb": info[1]},
+        )
+
+    def _vm(self, dom, state_code, reason, managed_save, persistent, stats=None):
+        power, raw = _state(state_code, reason, managed_save)
+        facts = {"persistent": persistent, "domain_id": dom.ID() if state_code in (1, 2, 3, 4, 7) else None}
+        if stats:
+            if "vcpu.current" in stats:
+                facts["vcpus"] = stats["vcpu.current"]
+            if "balloon.maximum" in stats:
+                facts["memory_mb"] = stats["balloon.maximum"] // 1024
+        return model.Machine(
+            kind=model.VM, platform=PLATFORM, name=dom.name(), uuid=dom.UUIDString(),
+            host=self.name, cluster=self.cluster, power_state=power, power_state_raw=raw,
+            endpoint=self.endpoint(), facts=facts, handle=dom,
+        )
+
+    def list_vms(self):
+        flags = libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU | libvirt.VIR_DOMAIN_STATS_BALLOON
+        try:
+            records = self.conn.getAllDomainStats(flags, 0)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+                raise self._error(exc, "getAllDomainStats") from exc
+            # drivers without VCPU/BALLOON stats (e.g. test:///) still give STATE
+            records = self._call(self.conn.getAllDomainStats, libvirt.VIR_DOMAIN_STATS_STATE, 0)
+        saved = {d.UUIDString() for d in self._call(
+            self.conn.listAllDomains, libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)}
+        transient = {d.UUIDString() for d in self._call(
+            self.conn.listAllDomains, libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)}
+        vms = []
+        for dom, stats in records:
+            uid = dom.UUIDString()
+            vms.append(self._vm(dom, stats.get("state.state", 0), stats.get("state.reason", 0),
+                                uid in saved, uid not in transient, stats))
+        return vms
+
+    def list_inventory(self):
+        return model.Inventory(hosts=[self.host_machine()], vms=self.list_vms())
+
+    def find(self, name=None, uuid=None):
+        """Look the domain up directly (one RPC) rather than listing all."""
+        try:
+            if uuid:
+                dom = self.conn.lookupByUUIDString(uuid)
+            else:
+                dom = self.conn.lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_INVALID_ARG):
+                raise self._error(exc, "lookup") from exc
+            # not found: list once so the message can offer close matches
+            return model.pick_one(self.list_vms(), name=name, uuid=uuid, where=self.where())
+        return self._read(dom, heartbeat=True)
+
+    def _read(self, dom, heartbeat=False):
+        code, reason = self._call(dom.state, 0, doing="read state of %s" % dom.name())
+        managed = code == 5 and bool(self._call(dom.hasManagedSaveImage, 0))
+        vm = self._vm(dom, code, reason, managed, bool(self._call(dom.isPersistent)))
+        if heartbeat and vm.power_state == model.RUNNING:
+            vm.heartbeat = self.heartbeat(dom)
+        return vm
+
+    def refresh(self, vm, heartbeat=False):
+        dom = vm.handle
+        if dom is None:
+            dom = self._call(self.conn.lookupByUUIDString, vm.uuid, doing="look up %s" % vm.name)
+        try:
+            return self._read(dom, heartbeat)
+        except model.NotFound:
+            raise model.NotFound("libvirt %s: domain %s (%s) is gone" % (self.safe_uri, vm.name, vm.uuid))
+
+    def heartbeat(self, dom):
+        """QEMU guest agent ping: ok, lost (agent silent) or unknown (no agent)."""
+        if libvirt_qemu is None:
+            return model.HB_UNKNOWN
+        try:
+            libvirt_qemu.qemuAgentCommand(dom, _AGENT_PING, 2, 0)
+            return model.HB_OK
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in (libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_ERR_OPERATION_TIMEOUT):
+                return model.HB_LOST
+            return model.HB_UNKNOWN  # no agent configured, or a driver without agents
+
+    # --- actions ---------------------------------------------------------
+    def power(self, vm, action):
+        dom = vm.handle or self._call(self.conn.lookupByUUIDString, vm.uuid)
+        doing = "%s %s" % (action, vm.name)
+        if action == base.START:
+            if vm.power_state_raw == "pmsuspended":
+                self._call(dom.pMWakeup, 0, doing=doing)
+            else:
+                self._call(dom.create, doing=doing)  # restores a managed save if present
+        elif action == base.SHUTDOWN:
+            self._call(dom.shutdown, doing=doing)
+        elif action == base.POWEROFF:
+            if self._call(dom.isActive):
+                self._call(dom.destroy, doing=doing)
+            elif self._call(dom.hasManagedSaveImage, 0):
+                self._call(dom.managedSaveRemove, 0, doing=doing)
+        elif action == base.RESET:
+            self._call(dom.reset, 0, doing=doing)
+        elif action == base.SUSPEND:
+            self._call(dom.managedSave, 0, doing=doing)
+        elif action == base.RESUME:
+            self._call(dom.resume, doing=doing)
+        else:
+            raise model.Unsupported("libvirt: unknown action %r" % action)

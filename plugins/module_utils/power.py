@@ -1,0 +1,230 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Desired power state -> a plan of driver primitives -> execution.
+
+The plan is computed once from the current state. Check mode returns it; a
+real run executes the same steps. `changed` is "the plan is not empty", so
+both modes report alike and asking for the current state changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+from ansible_collections.virtops.unified.plugins.module_utils import model
+from ansible_collections.virtops.unified.plugins.module_utils.driver import (
+    POWEROFF,
+    RESET,
+    RESUME,
+    SHUTDOWN,
+    START,
+    SUSPEND,
+)
+
+STATES = ("started", "stopped", "poweredoff", "restarted", "reset", "suspended")
+
+_OFF = (model.STOPPED,)
+_RESTARTABLE_OFF = (model.STOPPED, model.CRASHED, model.SUSPENDED)
+
+# Where each state lands, for the diff and for checking the end state.
+_LANDS = {
+    "started": model.RUNNING,
+    "restarted": model.RUNNING,
+    "reset": model.RUNNING,
+    "stopped": model.STOPPED,
+    "poweredoff": model.STOPPED,
+    "suspended": model.SUSPENDED,
+}
+
+
+class Step(dict):
+    """One primitive: action, the state it must reach, its time budget."""
+
+    def __init__(self, action, expect, timeout, escalate=None, escalate_timeout=None):
+        super().__init__(action=action, expect=expect, timeout=timeout)
+        if escalate:
+            # a graceful step that runs out of time hands over to this one
+            self["escalate_to"] = escalate
+            self["escalate_timeout"] = escalate_timeout
+
+
+def _stop_steps(vm, state, force, shutdown_timeout, wait_timeout):
+    """Steps that take a VM from its current state to powered off."""
+    current = vm.power_state
+    graceful = state in ("stopped", "restarted")
+    if current == model.RUNNING and graceful:
+        if force:
+            return [Step(SHUTDOWN, model.STOPPED, shutdown_timeout, POWEROFF, wait_timeout)]
+        return [Step(SHUTDOWN, model.STOPPED, shutdown_timeout)]
+    if current in (model.RUNNING, model.CRASHED) or (current in (model.PAUSED, model.SUSPENDED) and (force or not graceful)):
+        return [Step(POWEROFF, model.STOPPED, wait_timeout)]
+    if current in (model.PAUSED, model.SUSPENDED):
+        raise model.StateConflict(
+            "%s is %s (%s): its guest cannot shut down gracefully"
+            % (vm.name, current, vm.power_state_raw),
+            hint="Use force: true (or state: poweredoff) to discard the guest's state, or start it first",
+        )
+    return []
+
+
+def plan(vm, state, force=False, shutdown_timeout=120, wait_timeout=300, wait_for_heartbeat=False):
+    """The list of steps that bring `vm` to `state`. Empty: nothing to do."""
+    current = vm.power_state
+    if current in (model.UNKNOWN, model.TRANSITIONING):
+        raise model.StateConflict(
+            "%s is in state %s (%s); refusing to plan a power action"
+            % (vm.name, current, vm.power_state_raw),
+            hint="Wait for the platform to settle, then retry",
+        )
+    if vm.facts.get("persistent") is False and state in ("stopped", "poweredoff", "restarted", "suspended"):
+        raise model.StateConflict(
+            "%s is a transient domain: powering it off would delete it from %s" % (vm.name, vm.host),
+            hint="Define it persistently first, or use state: reset",
+        )
+    steps = []
+    if state == "started":
+        if current == model.PAUSED:
+            steps = [Step(RESUME, model.RUNNING, wait_timeout)]
+        elif current in _RESTARTABLE_OFF:
+            steps = [Step(START, model.RUNNING, wait_timeout)]
+    elif state in ("stopped", "poweredoff"):
+        steps = _stop_steps(vm, state, force, shutdown_timeout, wait_timeout)
+    elif state == "restarted":
+        if current in _RESTARTABLE_OFF:
+            steps = [Step(START, model.RUNNING, wait_timeout)]
+        else:
+            steps = _stop_steps(vm, state, force, shutdown_timeout, wait_timeout)
+            steps.append(Step(START, model.RUNNING, wait_timeout))
+    elif state == "reset":
+        if current in _RESTARTABLE_OFF:
+            steps = [Step(START, model.RUNNING, wait_timeout)]
+        elif current == model.PAUSED:
+            steps = [Step(RESET, model.PAUSED, wait_timeout), Step(RESUME, model.RUNNING, wait_timeout)]
+        else:
+            steps = [Step(RESET, model.RUNNING, wait_timeout)]
+    elif state == "suspended":
+        if current in (model.RUNNING, model.PAUSED):
+            steps = [Step(SUSPEND, model.SUSPENDED, wait_timeout)]
+        elif current in _OFF:
+            raise model.StateConflict(
+                "%s is powered off: there is nothing to suspend" % vm.name,
+                hint="Start it first",
+            )
+    else:
+        raise ValueError("unknown state %r" % state)
+    if steps and wait_for_heartbeat and _LANDS[state] == model.RUNNING:
+        steps.append(Step("heartbeat", model.HB_OK, wait_timeout))
+    return steps
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def diff(vm, state):
+    """The --diff view: power state before and the state asked for."""
+    return {
+        "before": {"power_state": vm.power_state, "power_state_raw": vm.power_state_raw},
+        "after": {"power_state": _LANDS[state]},
+        "before_header": "%s (%s)" % (vm.name, vm.uuid),
+        "after_header": "%s (%s)" % (vm.name, vm.uuid),
+    }
+
+
+def check_host(vm, expected_host):
+    """Refuse to act when the VM is not where the caller thinks it is."""
+    if expected_host and vm.host != expected_host:
+        raise model.StateConflict(
+            "%s (%s) runs on %s, not on the expected host %s; nothing was done"
+            % (vm.name, vm.uuid, vm.host, expected_host),
+            hint="It was probably migrated: refresh the inventory and retry",
+        )
+
+
+def execute(driver, vm, steps, wait=True, progress=None):
+    """Run planned steps; return (last machine read, actions done).
+
+    Every step is waited on within its budget, except the last when
+    `wait` is false. A graceful shutdown that times out escalates to its
+    `escalate_to` primitive if planned, otherwise raises model.Timeout.
+    On error the actions done so far are attached to the exception.
+    """
+    actions = []
+    current = vm
+    try:
+        for index, step in enumerate(steps):
+            last = index == len(steps) - 1
+            current = _run_step(driver, current, step, wait or not last, progress, actions)
+    except model.VirtError as exc:
+        exc.actions = actions
+        raise
+    return current, actions
+
+
+def _run_step(driver, vm, step, wait, progress, actions):
+    action = step["action"]
+    started = time.monotonic()
+    record = {"action": action, "started": _now()}
+    actions.append(record)
+
+    def reached(machine):
+        if action == "heartbeat":
+            return machine.heartbeat == model.HB_OK
+        return machine.power_state == step["expect"]
+
+    if action == "heartbeat":
+        what = "guest heartbeat"
+    else:
+        what = "power state %s" % step["expect"]
+        if progress:
+            progress("%s: %s (waiting up to %ds for %s)" % (vm.name, action, step["timeout"], step["expect"]))
+        driver.power(vm, action)
+    try:
+        if wait:
+            vm = driver.wait_for(vm, reached, step["timeout"], what, progress, heartbeat=action == "heartbeat")
+        else:
+            vm = driver.refresh(vm)
+        record["result"] = "ok" if reached(vm) else "not waited"
+    except model.Timeout:
+        record["result"] = "timeout"
+        record["elapsed"] = round(time.monotonic() - started, 2)
+        escalate = step.get("escalate_to")
+        if not escalate:
+            raise
+        if progress:
+            progress("%s: no shutdown after %ds, escalating to %s" % (vm.name, step["timeout"], escalate))
+        return _run_step(driver, vm, Step(escalate, step["expect"], step["escalate_timeout"]),
+                         wait, progress, actions)
+    record["elapsed"] = round(time.monotonic() - started, 2)
+    return vm
+
+
+def apply(driver, params, check_mode=False, progress=None):
+    """The whole of vm_power: find, guard, plan, execute. Returns a result dict.
+
+    `params` holds the module options (name/uuid, state, force, timeouts,
+    expected_host). Errors propagate as model.VirtError.
+    """
+    begun = time.monotonic()
+    vm = driver.find(name=params.get("name"), uuid=params.get("uuid"))
+    check_host(vm, params.get("expected_host"))
+    state = params["state"]
+    steps = plan(
+        vm, state,
+        force=params.get("force", False),
+        shutdown_timeout=params.get("shutdown_timeout", 120),
+        wait_timeout=params.get("wait_timeout", 300),
+        wait_for_heartbeat=params.get("wait_for_heartbeat", False),
+    )
+    result = {"changed": bool(steps), "before": vm.summary(), "diff": diff(vm, state)}
+    if check_mode or not steps:
+        result["after"] = vm.summary()
+        result["actions"] = [dict(s, result="planned") for s in steps] if check_mode else []
+    else:
+        after, actions = execute(driver, vm, steps, wait=params.get("wait", True), progress=progress)
+        result["after"] = after.summary()
+        result["actions"] = actions
+    result["elapsed"] = round(time.monotonic() - begun, 2)
+    return result

@@ -1,0 +1,170 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vm_power
+short_description: Start, stop, restart, reset or suspend a VM on any supported platform
+version_added: 0.1.0
+description:
+  - One interface to the power of a virtual machine, whatever runs it.
+  - The VM is found by O(uuid) (preferred) or O(name). A name that matches more than
+    one VM is refused, listing the candidates with uuid and host; nothing is touched.
+  - The module plans the steps from the VM's current state, then runs them, waiting
+    for each to take effect. Check mode returns the same plan without running it.
+    Asking for the state the VM is already in changes nothing.
+  - O(state=stopped) asks the guest to shut down; if it has not stopped after
+    O(shutdown_timeout) seconds the module fails, or with O(force=true) powers it off.
+  - O(state=restarted) is a full power cycle (graceful stop, forced off if needed and
+    allowed, start), so it also clears a hung guest. A VM that is off is started.
+  - Runs on the controller. Against a host of a virtops inventory no connection
+    options are needed.
+author:
+  - virtops maintainers
+extends_documentation_fragment:
+  - virtops.unified.connection
+attributes:
+  check_mode:
+    support: full
+    details: Returns the planned steps in RV(actions) with C(result=planned).
+  diff_mode:
+    support: full
+  action_group:
+    support: full
+    membership: [virtops.unified.vm]
+options:
+  name:
+    description:
+      - Name of the VM on its platform. Mutually exclusive with O(uuid).
+    type: str
+  uuid:
+    description:
+      - Stable id of the VM (libvirt domain UUID, ...). Filled from the targeted
+        host's C(virt_uuid) when neither O(name) nor O(uuid) is given.
+    type: str
+  state:
+    description:
+      - C(started) - running (a paused VM is resumed, a suspended one restored).
+      - C(stopped) - graceful guest shutdown; see O(force).
+      - C(poweredoff) - hard power off at once.
+      - C(restarted) - graceful stop, forced off with O(force) after O(shutdown_timeout), then start.
+      - C(reset) - hard reset without a power cycle.
+      - C(suspended) - memory saved to disk and the host's resources released.
+    type: str
+    required: true
+    choices: [started, stopped, poweredoff, restarted, reset, suspended]
+  force:
+    description:
+      - Power the VM off when the graceful shutdown has not finished within O(shutdown_timeout).
+      - Also allows stopping a paused or suspended VM, discarding its saved state.
+    type: bool
+    default: false
+  shutdown_timeout:
+    description: Seconds to wait for a graceful shutdown before escalating or failing.
+    type: int
+    default: 120
+  wait:
+    description:
+      - Wait until the VM has reached the final state. Intermediate steps are always waited on.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait for each step other than the graceful shutdown.
+    type: int
+    default: 300
+  wait_for_heartbeat:
+    description:
+      - After starting, also wait until the guest answers (QEMU guest agent ping on libvirt).
+    type: bool
+    default: false
+  expected_host:
+    description:
+      - Inventory name of the host the VM must be running on. If it runs elsewhere the
+        module refuses and changes nothing.
+    type: str
+seealso:
+  - module: virtops.unified.vm_info
+  - plugin: virtops.unified.libvirt
+    plugin_type: inventory
+"""
+
+EXAMPLES = r"""
+- name: Restart every VM of group web, escalating to power-off after 60 s
+  hosts: web
+  gather_facts: false
+  tasks:
+    - name: Power-cycle the VM through its hypervisor
+      virtops.unified.vm_power:
+        state: restarted
+        force: true
+        shutdown_timeout: 60
+
+- name: Stop one domain on an explicit hypervisor
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Graceful shutdown, refused if the VM is not on kvm01
+      virtops.unified.vm_power:
+        platform: libvirt
+        uri: test:///default
+        hypervisor_name: kvm01
+        name: test
+        state: stopped
+        expected_host: kvm01
+        force: true
+"""
+
+RETURN = r"""
+before:
+  description: The VM as read before acting.
+  returned: always
+  type: dict
+  sample: {name: db01, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, host: kvm01,
+           power_state: running, power_state_raw: running, heartbeat: ok, platform: libvirt}
+after:
+  description: The VM as read after the last step (same as RV(before) in check mode).
+  returned: always
+  type: dict
+actions:
+  description:
+    - Steps run (or, in check mode, planned), in order, with the time each began, how
+      long it took and its result (C(ok), C(timeout), C(planned), C(not waited)).
+    - A graceful shutdown that timed out is followed by the C(poweroff) it escalated to.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{action: shutdown, started: "2026-11-26T09:00:00+00:00", elapsed: 60.1, result: timeout},
+           {action: poweroff, started: "2026-11-26T09:01:00+00:00", elapsed: 0.4, result: ok},
+           {action: start, started: "2026-11-26T09:01:01+00:00", elapsed: 0.7, result: ok}]
+elapsed:
+  description: Seconds the whole task took.
+  returned: always
+  type: float
+error_type:
+  description: On failure, the kind of error (NotFound, Ambiguous, Unreachable, AuthFailed, Timeout, StateConflict, ...).
+  returned: failed
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.unified.plugins.module_utils import interface
+from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
+
+
+def main():
+    module = AnsibleModule(argument_spec=interface.POWER_SPEC, supports_check_mode=True, **interface.POWER_RULES)
+    try:
+        result = interface.run_power(module.params, check_mode=module.check_mode)
+    except VirtError as exc:
+        module.fail_json(**interface.failure(exc))
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
