@@ -50,7 +50,8 @@ class VirtActionBase(ActionBase):
         return args
 
     def progress(self, message):
-        display.display("%s | %s" % (self._task.get_name(), message))
+        """Shown while the task waits, so a person can follow long steps."""
+        display.display("  %s" % message)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
