@@ -41,7 +41,7 @@ EXAMPLES = r"""
 - name: Stop if it is unknown or ambiguous
   ansible.builtin.fail:
     msg: "{{ found.error }}"
-  when: found.error
+  when: found.error is not none
 """
 
 RETURN = r"""
