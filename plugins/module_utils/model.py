@@ -156,10 +156,10 @@ class StateConflict(VirtError):
     pass
 
 
-def not_found(what, wanted, known):
+def not_found(what, wanted, known, where=""):
     """A NotFound that lists the closest known names."""
-    close = difflib.get_close_matches(wanted, list(known), n=5, cutoff=0.5)
-    msg = "%s %r not found" % (what, wanted)
+    close = difflib.get_close_matches(wanted, sorted(set(known)), n=5, cutoff=0.5)
+    msg = "%s %r not found%s" % (what, wanted, where)
     if close:
         msg += "; close matches: %s" % ", ".join(close)
     return NotFound(msg)
@@ -177,13 +177,13 @@ def pick_one(candidates, name=None, uuid=None, where=""):
         wanted = uuid.lower()
         hits = [m for m in candidates if m.uuid and m.uuid.lower() == wanted]
         if not hits:
-            raise not_found("VM with uuid" + where, uuid, [m.uuid for m in candidates if m.uuid])
+            raise not_found("VM with uuid", uuid, [m.uuid for m in candidates if m.uuid], where)
         return hits[0]
     hits = [m for m in candidates if m.name == name]
     if not hits:
         hits = [m for m in candidates if m.name.lower() == name.lower()]
     if not hits:
-        raise not_found("VM" + where, name, [m.name for m in candidates])
+        raise not_found("VM", name, [m.name for m in candidates], where)
     if len(hits) > 1:
         listing = "; ".join(
             "%s uuid=%s host=%s" % (m.name, m.uuid, m.host) for m in hits
