@@ -1,0 +1,76 @@
+"""Run the real Ansible programs from the checkout's venv, and virsh."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+
+
+def env():
+    out = dict(os.environ)
+    out.update(ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0", PYTHONUNBUFFERED="1")
+    out.pop("LIBVIRT_DEFAULT_URI", None)
+    return out
+
+
+def run(argv, check=True, timeout=600):
+    proc = subprocess.run(argv, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed (%d):\n%s\n%s" % (argv[0], proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
+    return proc
+
+
+def _plain(obj):
+    """ansible-core 2.19 writes values that came from a platform (not trusted
+    as templates) as {"__ansible_unsafe": value}; compare the values."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__ansible_unsafe"}:
+            return obj["__ansible_unsafe"]
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def inventory(path, *extra):
+    proc = run([os.path.join(BIN, "ansible-inventory"), "-i", str(path), "--list", *extra])
+    return _plain(json.loads(proc.stdout)), proc.stderr
+
+
+def playbook(inv, play, *extra, check=True, timeout=600):
+    argv = [os.path.join(BIN, "ansible-playbook"), "-i", str(inv), os.path.join(ROOT, play), *extra]
+    return run(argv, check=check, timeout=timeout)
+
+
+def task_results(stdout, task_name):
+    """JSON results printed by -v for a task, in order (one per host)."""
+    results = []
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("TASK [") and task_name in line:
+            for follow in lines[i + 1:]:
+                if follow.startswith("TASK [") or follow.startswith("PLAY "):
+                    break
+                if "=> {" in follow:
+                    start = lines.index(follow)
+                    text = follow.split("=> ", 1)[1]
+                    j = start + 1
+                    while True:
+                        try:
+                            results.append(json.loads(text))
+                            break
+                        except json.JSONDecodeError:
+                            text += "\n" + lines[j]
+                            j += 1
+    return results
+
+
+def virsh(uri, *args, check=True):
+    proc = subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError("virsh %s failed: %s" % (" ".join(args), proc.stderr))
+    return proc.stdout.strip()

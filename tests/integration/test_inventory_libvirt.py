@@ -1,0 +1,118 @@
+"""The libvirt inventory plugin through ansible-inventory, checked with virsh.
+
+Several hypervisors and scale use libvirt's test:/// driver: each node file is
+one fake hypervisor. virsh reads the same files independently.
+"""
+
+import uuid
+
+import pytest
+
+from helpers import inventory, virsh
+
+PER_HOST = 400
+
+
+def node_file(path, names, states=None):
+    doms = []
+    for i, name in enumerate(names):
+        state = (states or {}).get(name, 1 if i % 4 else 5)
+        doms.append(
+            '<domain type="test" xmlns:test="http://libvirt.org/schemas/domain/test/1.0">'
+            "<name>%s</name><uuid>%s</uuid><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
+            "<test:runstate>%d</test:runstate></domain>" % (name, uuid.uuid4(), state))
+    path.write_text("<node>%s</node>" % "".join(doms))
+    return "test://%s" % path
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("lab")
+    uris = {
+        "kvm01": node_file(tmp_path / "kvm01.xml", ["vm-%03d" % i for i in range(PER_HOST)] + ["shared"]),
+        "kvm02": node_file(tmp_path / "kvm02.xml", ["other-%03d" % i for i in range(PER_HOST)] + ["shared"]),
+        "kvm03": node_file(tmp_path / "kvm03.xml", ["grüße db", "app 01"]),
+    }
+    cfg = tmp_path / "lab.libvirt.yml"
+    lines = ["plugin: virtops.unified.libvirt", "hypervisors:"]
+    for name, uri in uris.items():
+        lines += ["  - name: %s" % name, "    uri: %s" % uri, "    cluster: %s" % ("c1" if name != "kvm03" else "c2")]
+    lines += ["  - name: dead01", "    uri: qemu+tcp://127.0.0.1:1/system", "    cluster: c1",
+              "keyed_groups:", "  - key: virt_power_state", "    prefix: power",
+              "compose:", "  is_db: \"'db' in virt_name\""]
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg, uris
+
+
+@pytest.fixture(scope="module")
+def listed(lab):
+    """One ansible-inventory run shared by the read-only tests."""
+    return inventory(lab[0])
+
+
+def test_mapping_matches_virsh_on_every_hypervisor(lab, listed):
+    cfg, uris = lab
+    data, stderr = listed
+    hostvars = data["_meta"]["hostvars"]
+    for hv, uri in uris.items():
+        listed = set(virsh(uri, "list", "--all", "--uuid").split())
+        running = set(virsh(uri, "list", "--uuid").split())
+        ours = {v["virt_uuid"]: v for v in hostvars.values() if v.get("virt_host") == hv}
+        assert set(ours) == listed, hv
+        assert {u for u, v in ours.items() if v["virt_power_state"] == "running"} == running
+        group = data["virt_host_%s" % hv]["hosts"]
+        assert {hostvars[h]["virt_uuid"] for h in group} == listed
+    assert len(data["virt_vms"]["hosts"]) == 2 * (PER_HOST + 1) + 2
+
+
+def test_graph_is_cluster_host_vms(lab, listed):
+    cfg, _ = lab
+    data, _ = listed
+    assert set(data["virt_cluster_c1"]["children"]) == {"virt_host_kvm01", "virt_host_kvm02", "virt_host_dead01"}
+    assert set(data["virt_cluster_c1"]["hosts"]) == {"kvm01", "kvm02", "dead01"}
+    assert data["virt_cluster_c2"]["children"] == ["virt_host_kvm03"]
+
+
+def test_repeated_names_stay_addressable_and_unicode_names_survive(lab, listed):
+    cfg, _ = lab
+    data, _ = listed
+    hv = data["_meta"]["hostvars"]
+    assert hv["shared_kvm01"]["virt_name"] == "shared" and hv["shared_kvm01"]["virt_host"] == "kvm01"
+    assert hv["shared_kvm02"]["virt_host"] == "kvm02"
+    assert "shared" not in hv
+    assert hv["grüße db"]["virt_host"] == "kvm03" and hv["grüße db"]["is_db"] is True
+
+
+def test_unreachable_hypervisor_stays_listed_with_a_warning(lab, listed):
+    cfg, _ = lab
+    data, stderr = listed
+    dead = data["_meta"]["hostvars"]["dead01"]
+    assert dead["virt_connection_state"] == "unreachable" and dead["virt_kind"] == "hypervisor"
+    assert "127.0.0.1:1" in dead["virt_error"]
+    assert "hypervisor dead01 is listed as unreachable" in stderr.replace("\n", " ")
+    assert "dead01" in data["virt_hypervisors"]["hosts"]
+
+
+def test_keyed_groups_and_power_groups(lab, listed):
+    cfg, uris = lab
+    data, _ = listed
+    stopped = set(virsh(uris["kvm01"], "list", "--state-shutoff", "--name").split())
+    in_group = {data["_meta"]["hostvars"][h]["virt_name"] for h in data["power_stopped"]["hosts"]
+                if data["_meta"]["hostvars"][h]["virt_host"] == "kvm01"}
+    assert in_group == stopped
+
+
+def test_cache_serves_the_second_read(tmp_path):
+    uri = node_file(tmp_path / "kvm03.xml", ["grüße db", "app 01"])
+    cfg = tmp_path / "cached.libvirt.yml"
+    cache_dir = tmp_path / "cache"
+    cfg.write_text("plugin: virtops.unified.libvirt\nhypervisors: [{name: kvm03, uri: '%s'}]\n" % uri + "cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
+                   "cache_connection: %s\ncache_timeout: 600\n" % cache_dir)
+    first, _ = inventory(cfg)
+    assert any(cache_dir.iterdir())
+    # the platform changes: the cached inventory keeps the old view until --flush-cache
+    (tmp_path / "kvm03.xml").write_text("<node></node>")
+    second, _ = inventory(cfg)
+    assert "grüße db" in second["_meta"]["hostvars"]
+    flushed, _ = inventory(cfg, "--flush-cache")
+    assert "grüße db" not in flushed["_meta"]["hostvars"]

@@ -1,0 +1,1512 @@
+// Command vcsim is a vCenter simulator test peer built on govmomi 0.24's
+// simulator package (Debian: golang-github-vmware-govmomi-dev).
+//
+// It serves the vSphere SOAP API over HTTPS (throw-away certificate) and a
+// small JSON control API over plain HTTP on a second loopback port, used by
+// tests to inject faults and reshape state behind the client's back.
+//
+// Once both listeners are ready it prints one JSON line on stdout:
+//
+//	{"url": "https://user:pass@127.0.0.1:PORT/sdk", "control": "http://127.0.0.1:PORT2"}
+//
+// Build: see build.sh (GOPATH=/usr/share/gocode GO111MODULE=off go build).
+// Usage and the control API: see README.md.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/ioutil"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"reflect"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// hookType is the managed object type of the per-VM interceptor objects that
+// guest and power operations are routed to (see vmHook).
+const hookType = "VcsimPeerVM"
+
+// ---------------------------------------------------------------------------
+// peer state
+
+type vmFlags struct {
+	ignoreShutdown bool           // ShutdownGuest/RebootGuest accepted but never acted upon
+	shutdownDelay  *time.Duration // nil: use the global -shutdown-delay
+	tools          *bool          // nil: use the global -tools-running
+}
+
+type peer struct {
+	model         *simulator.Model
+	svc           *simulator.Service
+	client        *vim25.Client // in-process client: goes through simulator locking, no auth
+	toolsDefault  bool
+	shutdownDelay time.Duration
+
+	mu    sync.Mutex
+	flags map[string]*vmFlags // by VM moref value
+}
+
+func (p *peer) vmFlags(id string) vmFlags {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if f, ok := p.flags[id]; ok {
+		return *f
+	}
+	return vmFlags{}
+}
+
+func (p *peer) setVMFlags(id string, f func(*vmFlags)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.flags[id]
+	if !ok {
+		v = &vmFlags{}
+		p.flags[id] = v
+	}
+	f(v)
+}
+
+func (p *peer) toolsWanted(id string) bool {
+	f := p.vmFlags(id)
+	if f.tools != nil {
+		return *f.tools
+	}
+	return p.toolsDefault
+}
+
+func (p *peer) delayFor(id string) time.Duration {
+	f := p.vmFlags(id)
+	if f.shutdownDelay != nil {
+		return *f.shutdownDelay
+	}
+	return p.shutdownDelay
+}
+
+func vmRef(id string) types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "VirtualMachine", Value: id}
+}
+
+func getVM(id string) *simulator.VirtualMachine {
+	vm, _ := simulator.Map.Get(vmRef(id)).(*simulator.VirtualMachine)
+	return vm
+}
+
+// ---------------------------------------------------------------------------
+// guest (tools / heartbeat) state
+
+const toolsVersion = "11333"
+
+// guestChanges returns the property changes describing the guest state of a
+// VM in the given power state whose tools should (or should not) be running.
+func guestChanges(power types.VirtualMachinePowerState, tools bool) []types.PropertyChange {
+	running := tools && power == types.VirtualMachinePowerStatePoweredOn
+	trs := string(types.VirtualMachineToolsRunningStatusGuestToolsNotRunning)
+	ts := types.VirtualMachineToolsStatusToolsNotRunning
+	state := "notRunning"
+	hb := types.ManagedEntityStatusGray
+	if running {
+		trs = string(types.VirtualMachineToolsRunningStatusGuestToolsRunning)
+		ts = types.VirtualMachineToolsStatusToolsOk
+		state = "running"
+		hb = types.ManagedEntityStatusGreen
+	}
+	return []types.PropertyChange{
+		{Name: "guest.toolsRunningStatus", Val: trs},
+		{Name: "guest.toolsStatus", Val: ts},
+		{Name: "guest.toolsVersion", Val: toolsVersion},
+		{Name: "guest.toolsVersionStatus", Val: "guestToolsCurrent"},
+		{Name: "guest.toolsVersionStatus2", Val: "guestToolsCurrent"},
+		{Name: "guest.guestState", Val: state},
+		{Name: "summary.guest.toolsRunningStatus", Val: trs},
+		{Name: "summary.guest.toolsStatus", Val: ts},
+		{Name: "summary.guest.toolsVersionStatus", Val: "guestToolsCurrent"},
+		{Name: "summary.guest.toolsVersionStatus2", Val: "guestToolsCurrent"},
+		{Name: "guestHeartbeatStatus", Val: hb},
+		{Name: "summary.quickStats.guestHeartbeatStatus", Val: hb},
+	}
+}
+
+// watcher is a simulator.RegisterObject handler: it keeps guest state in line
+// with power state changes made by any code path (SOAP power ops, guest
+// shutdown, reset, control API).
+type watcher struct {
+	Self types.ManagedObjectReference
+	p    *peer
+}
+
+func (w *watcher) Reference() types.ManagedObjectReference { return w.Self }
+
+func (w *watcher) PutObject(o mo.Reference) {
+	// Called synchronously by Registry.Put in the creating goroutine, before
+	// the new VM is visible to anyone else.  An unset guestHeartbeatStatus
+	// makes single-property reads (Fetch) of it fail in govmomi 0.24.
+	if vm, ok := o.(*simulator.VirtualMachine); ok && vm.GuestHeartbeatStatus == "" {
+		vm.GuestHeartbeatStatus = types.ManagedEntityStatusGray
+	}
+}
+
+func (w *watcher) UpdateObject(o mo.Reference, changes []types.PropertyChange) {
+	ref := o.Reference()
+	if ref.Type != "VirtualMachine" {
+		return
+	}
+	for _, c := range changes {
+		if c.Name != "runtime.powerState" {
+			continue
+		}
+		state := types.VirtualMachinePowerState(fmt.Sprint(c.Val))
+		tools := w.p.toolsWanted(ref.Value)
+		if !tools {
+			// Tools are not wanted on this VM: leave the guest info alone
+			// (simulator default: toolsNotInstalled) unless they were running.
+			vm, ok := o.(*mo.VirtualMachine)
+			if !ok || vm.Guest == nil || vm.Guest.ToolsRunningStatus != string(types.VirtualMachineToolsRunningStatusGuestToolsRunning) {
+				continue
+			}
+		}
+		// The caller holds the VM lock (simulator convention for Map.Update).
+		simulator.Map.Update(o, guestChanges(state, tools))
+	}
+}
+
+func (w *watcher) RemoveObject(types.ManagedObjectReference) {}
+
+// ---------------------------------------------------------------------------
+// Fetch fix: govmomi 0.24's PropertyCollector.Fetch (used by pyVmomi for
+// every single-property read such as vm.snapshot) indexes MissingSet[0] when
+// the property is unset and panics; net/http then drops the connection.  We
+// wrap the PropertyCollector singleton (the simulator explicitly supports
+// wrapper types for it, see Session.Get) and answer such reads with an empty
+// FetchResponse, i.e. "unset", as vCenter does.
+
+type FetchResponse struct {
+	Returnval types.AnyType `xml:"returnval,omitempty,typeattr"`
+}
+
+type fetchBody struct {
+	Res    *FetchResponse `xml:"FetchResponse,omitempty"`
+	Fault_ *soap.Fault    `xml:"http://schemas.xmlsoap.org/soap/envelope/ Fault,omitempty"`
+}
+
+func (b *fetchBody) Fault() *soap.Fault { return b.Fault_ }
+
+type peerPC struct {
+	simulator.PropertyCollector
+}
+
+// Fetch's request type lives in simulator/internal and cannot be named here;
+// reflect.Call accepts it for an interface{} parameter.
+func (pc *peerPC) Fetch(ctx *simulator.Context, req interface{}) (res soap.HasFault) {
+	defer func() {
+		if r := recover(); r != nil {
+			if re, ok := r.(runtime.Error); ok && strings.Contains(re.Error(), "index out of range") {
+				res = &fetchBody{Res: &FetchResponse{}}
+				return
+			}
+			panic(r)
+		}
+	}()
+	orig := reflect.ValueOf(&pc.PropertyCollector).MethodByName("Fetch")
+	out := orig.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(req)})
+	return out[0].Interface().(soap.HasFault)
+}
+
+// ---------------------------------------------------------------------------
+// vmHook: guest and power operations on VirtualMachine are re-targeted (by
+// rewriting the request's _this type) to a per-VM hook object, which applies
+// the peer's rules and then delegates to the simulator's own implementation
+// while holding the VM's lock, exactly as the simulator's dispatcher would.
+
+type vmHook struct {
+	Self types.ManagedObjectReference
+	p    *peer
+}
+
+func (h *vmHook) Reference() types.ManagedObjectReference { return h.Self }
+
+func (h *vmHook) vm() (*simulator.VirtualMachine, types.ManagedObjectReference) {
+	ref := vmRef(h.Self.Value)
+	return getVM(ref.Value), ref
+}
+
+func notFound(ref types.ManagedObjectReference) *soap.Fault {
+	return simulator.Fault("The object has already been deleted or has not been completely created",
+		&types.ManagedObjectNotFound{Obj: ref})
+}
+
+// hostState returns the connection state and maintenance mode of the VM's host.
+// Lock order: VM then host (as the simulator's RelocateVM_Task does).
+func hostState(vm *simulator.VirtualMachine) (types.HostSystemConnectionState, bool, *types.ManagedObjectReference) {
+	if vm.Runtime.Host == nil {
+		return types.HostSystemConnectionStateConnected, false, nil
+	}
+	href := *vm.Runtime.Host
+	host, ok := simulator.Map.Get(href).(*simulator.HostSystem)
+	if !ok {
+		return types.HostSystemConnectionStateConnected, false, nil
+	}
+	var cs types.HostSystemConnectionState
+	var mm bool
+	simulator.Map.WithLock(host, func() {
+		cs = host.Runtime.ConnectionState
+		mm = host.Runtime.InMaintenanceMode
+	})
+	return cs, mm, &href
+}
+
+func hostFault(vm *simulator.VirtualMachine, checkMaintenance bool) types.BaseMethodFault {
+	cs, mm, href := hostState(vm)
+	if cs != "" && cs != types.HostSystemConnectionStateConnected {
+		return &types.InvalidHostConnectionState{InvalidHostState: types.InvalidHostState{Host: href}}
+	}
+	if checkMaintenance && mm {
+		return &types.InvalidHostState{Host: href}
+	}
+	return nil
+}
+
+func disabled(vm *simulator.VirtualMachine, name string) bool {
+	for _, m := range vm.DisabledMethod {
+		if m == name {
+			return true
+		}
+	}
+	return false
+}
+
+// guestPrecheck: what vCenter checks before accepting a guest operation.
+func (h *vmHook) guestPrecheck(vm *simulator.VirtualMachine) *soap.Fault {
+	if f := hostFault(vm, false); f != nil {
+		return simulator.Fault("The operation is not allowed in the current connection state of the host.", f)
+	}
+	if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+		return simulator.Fault("The attempted operation cannot be performed in the current state ("+
+			string(vm.Runtime.PowerState)+").", &types.InvalidPowerState{
+			RequestedState: types.VirtualMachinePowerStatePoweredOn,
+			ExistingState:  vm.Runtime.PowerState,
+		})
+	}
+	if vm.Guest == nil || vm.Guest.ToolsRunningStatus != string(types.VirtualMachineToolsRunningStatusGuestToolsRunning) {
+		return simulator.Fault("Cannot complete operation because VMware Tools is not running in this virtual machine.",
+			&types.ToolsUnavailable{})
+	}
+	return nil
+}
+
+// delegate runs f as the simulator dispatcher would for a call on the VM:
+// VM lock held (by the caller) and ctx.Caller set to the VM.
+func delegate(ctx *simulator.Context, ref types.ManagedObjectReference, f func() soap.HasFault) soap.HasFault {
+	saved := ctx.Caller
+	ctx.Caller = &ref
+	defer func() { ctx.Caller = saved }()
+	return f()
+}
+
+func (h *vmHook) ShutdownGuest(ctx *simulator.Context, req *types.ShutdownGuest) soap.HasFault {
+	body := &methods.ShutdownGuestBody{}
+	vm, ref := h.vm()
+	if vm == nil {
+		body.Fault_ = notFound(ref)
+		return body
+	}
+	var res soap.HasFault
+	var delay time.Duration
+	simulator.Map.WithLock(vm, func() {
+		if disabled(vm, "ShutdownGuest") {
+			body.Fault_ = simulator.Fault("method is disabled", &types.MethodDisabled{})
+			return
+		}
+		if f := h.guestPrecheck(vm); f != nil {
+			body.Fault_ = f
+			return
+		}
+		if h.p.vmFlags(ref.Value).ignoreShutdown {
+			return // hung guest: accepted, nothing happens
+		}
+		if delay = h.p.delayFor(ref.Value); delay > 0 {
+			simulator.Map.Update(vm, []types.PropertyChange{{Name: "guest.guestState", Val: "shuttingDown"}})
+			return
+		}
+		res = delegate(ctx, ref, func() soap.HasFault {
+			return vm.ShutdownGuest(ctx, &types.ShutdownGuest{This: ref})
+		})
+	})
+	if res != nil {
+		return res
+	}
+	if body.Fault_ == nil {
+		body.Res = new(types.ShutdownGuestResponse)
+		if delay > 0 {
+			go h.p.delayedShutdown(ref, delay)
+		}
+	}
+	return body
+}
+
+// delayedShutdown completes an accepted ShutdownGuest after a delay, through
+// the in-process client (so the simulator's own implementation and locking apply).
+func (p *peer) delayedShutdown(ref types.ManagedObjectReference, delay time.Duration) {
+	time.Sleep(delay)
+	vm := getVM(ref.Value)
+	if vm == nil || p.vmFlags(ref.Value).ignoreShutdown {
+		return
+	}
+	var on bool
+	simulator.Map.WithLock(vm, func() { on = vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn })
+	if !on {
+		return
+	}
+	if _, err := methods.ShutdownGuest(context.Background(), p.client, &types.ShutdownGuest{This: ref}); err != nil {
+		log.Printf("delayed shutdown of %s: %v", ref.Value, err)
+	}
+}
+
+func (h *vmHook) RebootGuest(ctx *simulator.Context, req *types.RebootGuest) soap.HasFault {
+	body := &methods.RebootGuestBody{}
+	vm, ref := h.vm()
+	if vm == nil {
+		body.Fault_ = notFound(ref)
+		return body
+	}
+	var name string
+	hung := false
+	simulator.Map.WithLock(vm, func() {
+		if disabled(vm, "RebootGuest") {
+			body.Fault_ = simulator.Fault("method is disabled", &types.MethodDisabled{})
+			return
+		}
+		body.Fault_ = h.guestPrecheck(vm)
+		name = vm.Name
+		hung = h.p.vmFlags(ref.Value).ignoreShutdown
+	})
+	if body.Fault_ != nil {
+		return body
+	}
+	body.Res = new(types.RebootGuestResponse)
+	if !hung {
+		// govmomi 0.24 has no RebootGuest; the VM simply stays powered on.
+		go h.p.postEvent(&types.VmGuestRebootEvent{VmEvent: types.VmEvent{Event: types.Event{
+			Vm: &types.VmEventArgument{EntityEventArgument: types.EntityEventArgument{Name: name}, Vm: ref},
+		}}})
+	}
+	return body
+}
+
+func (p *peer) postEvent(ev types.BaseEvent) {
+	em := p.client.ServiceContent.EventManager
+	if em == nil {
+		return
+	}
+	if _, err := methods.PostEvent(context.Background(), p.client, &types.PostEvent{This: *em, EventToPost: ev}); err != nil {
+		log.Printf("post event: %v", err)
+	}
+}
+
+// failedTask returns the reference of a task that has already failed with f,
+// as vCenter does for power operations refused by a pre-check.
+func failedTask(ref types.ManagedObjectReference, name string, f types.BaseMethodFault) types.ManagedObjectReference {
+	return simulator.CreateTask(ref, name, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+		return nil, f
+	}).Run()
+}
+
+// powerTask is the common shape of the four power task hooks.
+func (h *vmHook) powerTask(ctx *simulator.Context, method, taskName string, checkMaintenance bool,
+	extra func(*simulator.VirtualMachine) types.BaseMethodFault,
+	native func(*simulator.VirtualMachine, types.ManagedObjectReference) soap.HasFault,
+	wrap func(types.ManagedObjectReference) soap.HasFault, notFoundBody func(*soap.Fault) soap.HasFault) soap.HasFault {
+	vm, ref := h.vm()
+	if vm == nil {
+		return notFoundBody(notFound(ref))
+	}
+	var res soap.HasFault
+	simulator.Map.WithLock(vm, func() {
+		if disabled(vm, method) {
+			res = notFoundBody(simulator.Fault("method is disabled", &types.MethodDisabled{}))
+			return
+		}
+		f := hostFault(vm, checkMaintenance)
+		if f == nil && extra != nil {
+			f = extra(vm)
+		}
+		if f != nil {
+			res = wrap(failedTask(ref, taskName, f))
+			return
+		}
+		res = delegate(ctx, ref, func() soap.HasFault { return native(vm, ref) })
+	})
+	return res
+}
+
+func (h *vmHook) PowerOnVMTask(ctx *simulator.Context, req *types.PowerOnVM_Task) soap.HasFault {
+	return h.powerTask(ctx, "PowerOnVM_Task", "powerOn", true, nil,
+		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
+			r := *req
+			r.This = ref
+			return vm.PowerOnVMTask(ctx, &r)
+		},
+		func(t types.ManagedObjectReference) soap.HasFault {
+			return &methods.PowerOnVM_TaskBody{Res: &types.PowerOnVM_TaskResponse{Returnval: t}}
+		},
+		func(f *soap.Fault) soap.HasFault { return &methods.PowerOnVM_TaskBody{Fault_: f} })
+}
+
+func (h *vmHook) PowerOffVMTask(ctx *simulator.Context, req *types.PowerOffVM_Task) soap.HasFault {
+	return h.powerTask(ctx, "PowerOffVM_Task", "powerOff", false, nil,
+		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
+			return vm.PowerOffVMTask(ctx, &types.PowerOffVM_Task{This: ref})
+		},
+		func(t types.ManagedObjectReference) soap.HasFault {
+			return &methods.PowerOffVM_TaskBody{Res: &types.PowerOffVM_TaskResponse{Returnval: t}}
+		},
+		func(f *soap.Fault) soap.HasFault { return &methods.PowerOffVM_TaskBody{Fault_: f} })
+}
+
+func (h *vmHook) ResetVMTask(ctx *simulator.Context, req *types.ResetVM_Task) soap.HasFault {
+	return h.powerTask(ctx, "ResetVM_Task", "reset", false, nil,
+		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
+			return vm.ResetVMTask(ctx, &types.ResetVM_Task{This: ref})
+		},
+		func(t types.ManagedObjectReference) soap.HasFault {
+			return &methods.ResetVM_TaskBody{Res: &types.ResetVM_TaskResponse{Returnval: t}}
+		},
+		func(f *soap.Fault) soap.HasFault { return &methods.ResetVM_TaskBody{Fault_: f} })
+}
+
+func (h *vmHook) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task) soap.HasFault {
+	// govmomi 0.24 lets a powered-off VM be "suspended"; vCenter refuses.
+	onlyWhenOn := func(vm *simulator.VirtualMachine) types.BaseMethodFault {
+		if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff {
+			return &types.InvalidPowerState{
+				RequestedState: types.VirtualMachinePowerStatePoweredOn,
+				ExistingState:  vm.Runtime.PowerState,
+			}
+		}
+		return nil
+	}
+	return h.powerTask(ctx, "SuspendVM_Task", "suspend", false, onlyWhenOn,
+		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
+			return vm.SuspendVMTask(ctx, &types.SuspendVM_Task{This: ref})
+		},
+		func(t types.ManagedObjectReference) soap.HasFault {
+			return &methods.SuspendVM_TaskBody{Res: &types.SuspendVM_TaskResponse{Returnval: t}}
+		},
+		func(f *soap.Fault) soap.HasFault { return &methods.SuspendVM_TaskBody{Fault_: f} })
+}
+
+var hookedMethods = map[string]bool{
+	"ShutdownGuest":   true,
+	"RebootGuest":     true,
+	"PowerOnVM_Task":  true,
+	"PowerOffVM_Task": true,
+	"ResetVM_Task":    true,
+	"SuspendVM_Task":  true,
+}
+
+func (p *peer) ensureHook(id string) {
+	ref := types.ManagedObjectReference{Type: hookType, Value: id}
+	if simulator.Map.Get(ref) == nil {
+		simulator.Map.Put(&vmHook{Self: ref, p: p})
+	}
+}
+
+var (
+	reMethod = regexp.MustCompile(`<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([A-Za-z_]+)\b`)
+	reThis   = regexp.MustCompile(`<_this\b([^>]*)>\s*([^<\s]+)\s*</_this>`)
+	reVMType = regexp.MustCompile(`\btype\s*=\s*(["'])VirtualMachine(["'])`)
+)
+
+// rewrite re-targets hooked VirtualMachine methods to the VM's hook object.
+func (p *peer) rewrite(body []byte) []byte {
+	m := reMethod.FindSubmatch(body)
+	if m == nil || !hookedMethods[string(m[1])] {
+		return body
+	}
+	loc := reThis.FindSubmatchIndex(body)
+	if loc == nil {
+		return body
+	}
+	attrs := body[loc[2]:loc[3]]
+	if !reVMType.Match(attrs) {
+		return body
+	}
+	id := string(body[loc[4]:loc[5]])
+	if getVM(id) == nil {
+		return body // let the simulator report ManagedObjectNotFound
+	}
+	p.ensureHook(id)
+	newAttrs := reVMType.ReplaceAll(attrs, []byte("type=${1}"+hookType+"${2}"))
+	out := make([]byte, 0, len(body)+16)
+	out = append(out, body[:loc[2]]...)
+	out = append(out, newAttrs...)
+	out = append(out, body[loc[3]:]...)
+	return out
+}
+
+func (p *peer) soapHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/sdk") {
+			body, err := ioutil.ReadAll(r.Body)
+			_ = r.Body.Close()
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			body = p.rewrite(body)
+			r.Body = ioutil.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ---------------------------------------------------------------------------
+// inventory read helpers (each object read under its own lock)
+
+func entityInfo(ref types.ManagedObjectReference) (name string, parent *types.ManagedObjectReference, ok bool) {
+	obj := simulator.Map.Get(ref)
+	e, isEntity := obj.(mo.Entity)
+	if !isEntity {
+		return "", nil, false
+	}
+	simulator.Map.WithLock(obj, func() {
+		me := e.Entity()
+		name = me.Name
+		if me.Parent != nil {
+			p := *me.Parent
+			parent = &p
+		}
+	})
+	return name, parent, true
+}
+
+// inventoryPath returns "/DC0/vm/sub/name" style paths and the datacenter name.
+func inventoryPath(ref types.ManagedObjectReference) (string, string) {
+	var parts []string
+	dc := ""
+	cur := &ref
+	for cur != nil {
+		name, parent, ok := entityInfo(*cur)
+		if !ok || parent == nil { // the root folder is not part of paths
+			break
+		}
+		if cur.Type == "Datacenter" {
+			dc = name
+		}
+		parts = append([]string{name}, parts...)
+		cur = parent
+	}
+	return "/" + strings.Join(parts, "/"), dc
+}
+
+type hostState_ struct {
+	Name              string   `json:"name"`
+	Moref             string   `json:"moref"`
+	ConnectionState   string   `json:"connectionState"`
+	InMaintenanceMode bool     `json:"inMaintenanceMode"`
+	Cluster           *string  `json:"cluster"`
+	Datacenter        string   `json:"datacenter"`
+	VMs               []string `json:"vms"`
+}
+
+type vmState struct {
+	Name                 string  `json:"name"`
+	Moref                string  `json:"moref"`
+	InstanceUUID         string  `json:"instanceUuid"`
+	UUID                 string  `json:"uuid"`
+	PowerState           string  `json:"powerState"`
+	ConnectionState      string  `json:"connectionState"`
+	Host                 string  `json:"host"`
+	HostMoref            string  `json:"hostMoref"`
+	Cluster              *string `json:"cluster"`
+	Datacenter           string  `json:"datacenter"`
+	Path                 string  `json:"path"`
+	ResourcePool         string  `json:"resourcePool"`
+	ToolsRunningStatus   string  `json:"toolsRunningStatus"`
+	ToolsStatus          string  `json:"toolsStatus"`
+	GuestState           string  `json:"guestState"`
+	GuestHeartbeatStatus string  `json:"guestHeartbeatStatus"`
+	IgnoreShutdown       bool    `json:"ignoreShutdown"`
+	ShutdownDelay        float64 `json:"shutdownDelaySeconds"`
+}
+
+func clusterOf(hostRef types.ManagedObjectReference) *string {
+	_, parent, ok := entityInfo(hostRef)
+	if !ok || parent == nil || parent.Type != "ClusterComputeResource" {
+		return nil
+	}
+	name, _, _ := entityInfo(*parent)
+	return &name
+}
+
+func (p *peer) hostInfo(h *simulator.HostSystem) hostState_ {
+	var s hostState_
+	var vms []types.ManagedObjectReference
+	simulator.Map.WithLock(h, func() {
+		s.Name = h.Name
+		s.Moref = h.Self.Value
+		s.ConnectionState = string(h.Runtime.ConnectionState)
+		s.InMaintenanceMode = h.Runtime.InMaintenanceMode
+		vms = append(vms, h.Vm...)
+	})
+	s.Cluster = clusterOf(h.Self)
+	_, s.Datacenter = inventoryPath(h.Self)
+	s.VMs = []string{}
+	for _, ref := range vms {
+		if name, _, ok := entityInfo(ref); ok {
+			s.VMs = append(s.VMs, name)
+		}
+	}
+	sort.Strings(s.VMs)
+	return s
+}
+
+func (p *peer) vmInfo(vm *simulator.VirtualMachine) vmState {
+	var s vmState
+	var host, pool *types.ManagedObjectReference
+	simulator.Map.WithLock(vm, func() {
+		s.Name = vm.Name
+		s.Moref = vm.Self.Value
+		if vm.Config != nil {
+			s.InstanceUUID = vm.Config.InstanceUuid
+			s.UUID = vm.Config.Uuid
+		}
+		s.PowerState = string(vm.Runtime.PowerState)
+		s.ConnectionState = string(vm.Runtime.ConnectionState)
+		if vm.Runtime.Host != nil {
+			h := *vm.Runtime.Host
+			host = &h
+		}
+		if vm.ResourcePool != nil {
+			rp := *vm.ResourcePool
+			pool = &rp
+		}
+		if vm.Guest != nil {
+			s.ToolsRunningStatus = vm.Guest.ToolsRunningStatus
+			s.ToolsStatus = string(vm.Guest.ToolsStatus)
+			s.GuestState = vm.Guest.GuestState
+		}
+		s.GuestHeartbeatStatus = string(vm.GuestHeartbeatStatus)
+	})
+	if host != nil {
+		s.HostMoref = host.Value
+		s.Host, _, _ = entityInfo(*host)
+		s.Cluster = clusterOf(*host)
+	}
+	if pool != nil {
+		s.ResourcePool, _ = inventoryPath(*pool)
+	}
+	s.Path, s.Datacenter = inventoryPath(vm.Self)
+	f := p.vmFlags(s.Moref)
+	s.IgnoreShutdown = f.ignoreShutdown
+	s.ShutdownDelay = p.delayFor(s.Moref).Seconds()
+	return s
+}
+
+func allVMs() []*simulator.VirtualMachine {
+	var out []*simulator.VirtualMachine
+	for _, e := range simulator.Map.All("VirtualMachine") {
+		if vm, ok := e.(*simulator.VirtualMachine); ok {
+			out = append(out, vm)
+		}
+	}
+	return out
+}
+
+func allHosts() []*simulator.HostSystem {
+	var out []*simulator.HostSystem
+	for _, e := range simulator.Map.All("HostSystem") {
+		if h, ok := e.(*simulator.HostSystem); ok {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errf(code int, format string, a ...interface{}) error {
+	return &httpError{code, fmt.Sprintf(format, a...)}
+}
+
+// findVM resolves a moref ("vm-42"), instanceUuid, BIOS uuid or (unique) name.
+func findVM(id string) (*simulator.VirtualMachine, error) {
+	if vm := getVM(id); vm != nil {
+		return vm, nil
+	}
+	var byName, byUUID []*simulator.VirtualMachine
+	lid := strings.ToLower(id)
+	for _, vm := range allVMs() {
+		simulator.Map.WithLock(vm, func() {
+			if vm.Config != nil && (strings.ToLower(vm.Config.InstanceUuid) == lid || strings.ToLower(vm.Config.Uuid) == lid) {
+				byUUID = append(byUUID, vm)
+			}
+			if vm.Name == id {
+				byName = append(byName, vm)
+			}
+		})
+	}
+	switch {
+	case len(byUUID) == 1:
+		return byUUID[0], nil
+	case len(byName) == 1:
+		return byName[0], nil
+	case len(byName) > 1 || len(byUUID) > 1:
+		var refs []string
+		for _, vm := range append(byUUID, byName...) {
+			refs = append(refs, vm.Self.Value)
+		}
+		return nil, errf(http.StatusConflict, "%q is ambiguous, use a moref: %s", id, strings.Join(refs, ", "))
+	}
+	return nil, errf(http.StatusNotFound, "no VM %q", id)
+}
+
+func findHost(id string) (*simulator.HostSystem, error) {
+	if h, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "HostSystem", Value: id}).(*simulator.HostSystem); ok {
+		return h, nil
+	}
+	var found []*simulator.HostSystem
+	for _, h := range allHosts() {
+		simulator.Map.WithLock(h, func() {
+			if h.Name == id {
+				found = append(found, h)
+			}
+		})
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return nil, errf(http.StatusNotFound, "no host %q", id)
+	}
+	return nil, errf(http.StatusConflict, "host name %q is ambiguous, use a moref", id)
+}
+
+// ---------------------------------------------------------------------------
+// mutations (each under the lock of the object it changes)
+
+func (p *peer) setHostConnection(h *simulator.HostSystem, state string) error {
+	var cs types.HostSystemConnectionState
+	switch state {
+	case "connected", "disconnected", "notResponding":
+		cs = types.HostSystemConnectionState(state)
+	default:
+		return errf(http.StatusBadRequest, "state must be connected, disconnected or notResponding")
+	}
+	var vms []types.ManagedObjectReference
+	simulator.Map.WithLock(h, func() {
+		status := types.ManagedEntityStatusGreen
+		if cs != types.HostSystemConnectionStateConnected {
+			status = types.ManagedEntityStatusGray
+			if cs == types.HostSystemConnectionStateNotResponding {
+				status = types.ManagedEntityStatusRed
+			}
+		}
+		// HostSystem.summary.runtime points at HostSystem.runtime in the simulator.
+		simulator.Map.Update(h, []types.PropertyChange{
+			{Name: "runtime.connectionState", Val: cs},
+			{Name: "summary.runtime.connectionState", Val: cs},
+			{Name: "overallStatus", Val: status},
+			{Name: "summary.overallStatus", Val: status},
+		})
+		vms = append(vms, h.Vm...)
+	})
+	// vCenter shows the VMs of a host it cannot talk to as disconnected.
+	vmcs := types.VirtualMachineConnectionStateConnected
+	if cs != types.HostSystemConnectionStateConnected {
+		vmcs = types.VirtualMachineConnectionStateDisconnected
+	}
+	for _, ref := range vms {
+		if vm := getVM(ref.Value); vm != nil {
+			simulator.Map.WithLock(vm, func() {
+				simulator.Map.Update(vm, []types.PropertyChange{
+					{Name: "runtime.connectionState", Val: vmcs},
+					{Name: "summary.runtime.connectionState", Val: vmcs},
+				})
+			})
+		}
+	}
+	return nil
+}
+
+func (p *peer) setMaintenance(h *simulator.HostSystem, on bool) {
+	simulator.Map.WithLock(h, func() {
+		simulator.Map.Update(h, []types.PropertyChange{
+			{Name: "runtime.inMaintenanceMode", Val: on},
+			{Name: "summary.runtime.inMaintenanceMode", Val: on},
+		})
+	})
+}
+
+func (p *peer) setHeartbeat(vm *simulator.VirtualMachine, status string) error {
+	switch status {
+	case "green", "yellow", "red", "gray":
+	default:
+		return errf(http.StatusBadRequest, "status must be green, yellow, red or gray")
+	}
+	simulator.Map.WithLock(vm, func() {
+		simulator.Map.Update(vm, []types.PropertyChange{
+			{Name: "guestHeartbeatStatus", Val: types.ManagedEntityStatus(status)},
+			{Name: "summary.quickStats.guestHeartbeatStatus", Val: types.ManagedEntityStatus(status)},
+		})
+	})
+	return nil
+}
+
+// setTools records the wish (kept across power cycles) and applies it now:
+// running=true marks tools running even on a powered-off VM if asked to.
+func (p *peer) setTools(vm *simulator.VirtualMachine, running bool) {
+	id := vm.Self.Value
+	p.setVMFlags(id, func(f *vmFlags) { f.tools = &running })
+	simulator.Map.WithLock(vm, func() {
+		state := vm.Runtime.PowerState
+		if running {
+			state = types.VirtualMachinePowerStatePoweredOn
+		}
+		simulator.Map.Update(vm, guestChanges(state, running))
+	})
+}
+
+func (p *peer) rename(vm *simulator.VirtualMachine, name string) error {
+	if name == "" {
+		return errf(http.StatusBadRequest, "empty name")
+	}
+	task, err := object.NewVirtualMachine(p.client, vm.Self).Rename(context.Background(), name)
+	if err == nil {
+		err = task.Wait(context.Background())
+	}
+	if err != nil {
+		return errf(http.StatusConflict, "rename to %q: %v (names are unique per folder)", name, err)
+	}
+	return nil
+}
+
+// move places the VM in a folder given relative to its datacenter's vm
+// folder ("team-a/web"), creating missing folders; "" means the vm folder itself.
+func (p *peer) move(vm *simulator.VirtualMachine, folder string) error {
+	ctx := context.Background()
+	// find the datacenter
+	cur := vm.Self
+	var dc *simulator.Datacenter
+	for {
+		_, parent, ok := entityInfo(cur)
+		if !ok || parent == nil {
+			return errf(http.StatusInternalServerError, "no datacenter above %s", vm.Self.Value)
+		}
+		if parent.Type == "Datacenter" {
+			dc = simulator.Map.Get(*parent).(*simulator.Datacenter)
+			break
+		}
+		cur = *parent
+	}
+	var vmFolder types.ManagedObjectReference
+	simulator.Map.WithLock(dc, func() { vmFolder = dc.VmFolder })
+	target := object.NewFolder(p.client, vmFolder)
+	for _, part := range strings.Split(folder, "/") {
+		if part == "" {
+			continue
+		}
+		var next *types.ManagedObjectReference
+		f := simulator.Map.Get(target.Reference()).(*simulator.Folder)
+		var children []types.ManagedObjectReference
+		simulator.Map.WithLock(f, func() { children = append(children, f.ChildEntity...) })
+		for _, c := range children {
+			if c.Type != "Folder" {
+				continue
+			}
+			if name, _, _ := entityInfo(c); name == part {
+				cc := c
+				next = &cc
+				break
+			}
+		}
+		if next == nil {
+			nf, err := target.CreateFolder(ctx, part)
+			if err != nil {
+				return errf(http.StatusConflict, "create folder %q: %v", part, err)
+			}
+			target = nf
+		} else {
+			target = object.NewFolder(p.client, *next)
+		}
+	}
+	task, err := target.MoveInto(ctx, []types.ManagedObjectReference{vm.Self})
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		return errf(http.StatusConflict, "move into %q: %v", folder, err)
+	}
+	return nil
+}
+
+// relocate moves the VM to another host behind the client's back (as DRS or
+// an operator would): runtime.host, the hosts' vm lists and, across compute
+// resources, the resource pool.  The simulator's RelocateVM_Task is not used:
+// in 0.24 it removes the wrong reference from the source host's vm list and
+// never adds the VM to the target host's.
+func (p *peer) relocate(vm *simulator.VirtualMachine, h *simulator.HostSystem) error {
+	var newPool *types.ManagedObjectReference
+	_, hparent, _ := entityInfo(h.Self)
+	if hparent != nil {
+		switch cr := simulator.Map.Get(*hparent).(type) {
+		case *simulator.ClusterComputeResource:
+			simulator.Map.WithLock(cr, func() { newPool = cr.ResourcePool })
+		case *mo.ComputeResource:
+			simulator.Map.WithLock(cr, func() { newPool = cr.ResourcePool })
+		}
+	}
+	var oldHost, oldPool *types.ManagedObjectReference
+	href := h.Self
+	simulator.Map.WithLock(vm, func() {
+		oldHost, oldPool = vm.Runtime.Host, vm.ResourcePool
+		changes := []types.PropertyChange{
+			{Name: "runtime.host", Val: href},
+			{Name: "summary.runtime.host", Val: href},
+		}
+		if newPool != nil && (oldPool == nil || !sameCR(*oldPool, *newPool)) {
+			changes = append(changes, types.PropertyChange{Name: "resourcePool", Val: *newPool})
+		} else {
+			newPool = nil
+		}
+		simulator.Map.Update(vm, changes)
+	})
+	vmSelf := vm.Self
+	if oldHost == nil || *oldHost != href {
+		if oldHost != nil {
+			if oh, ok := simulator.Map.Get(*oldHost).(*simulator.HostSystem); ok {
+				simulator.Map.WithLock(oh, func() {
+					simulator.Map.Update(oh, []types.PropertyChange{{Name: "vm", Val: without(oh.Vm, vmSelf)}})
+				})
+			}
+		}
+		simulator.Map.WithLock(h, func() {
+			simulator.Map.Update(h, []types.PropertyChange{{Name: "vm", Val: append(without(h.Vm, vmSelf), vmSelf)}})
+		})
+	}
+	if newPool != nil {
+		if oldPool != nil {
+			if op, ok := simulator.Map.Get(*oldPool).(*simulator.ResourcePool); ok {
+				simulator.Map.WithLock(op, func() {
+					simulator.Map.Update(op, []types.PropertyChange{{Name: "vm", Val: without(op.Vm, vmSelf)}})
+				})
+			}
+		}
+		if np, ok := simulator.Map.Get(*newPool).(*simulator.ResourcePool); ok {
+			simulator.Map.WithLock(np, func() {
+				simulator.Map.Update(np, []types.PropertyChange{{Name: "vm", Val: append(without(np.Vm, vmSelf), vmSelf)}})
+			})
+		}
+	}
+	return nil
+}
+
+// sameCR reports whether two resource pools belong to the same compute resource.
+func sameCR(a, b types.ManagedObjectReference) bool {
+	return poolOwner(a) == poolOwner(b)
+}
+
+func poolOwner(ref types.ManagedObjectReference) types.ManagedObjectReference {
+	for i := 0; i < 64; i++ {
+		_, parent, ok := entityInfo(ref)
+		if !ok || parent == nil {
+			return ref
+		}
+		if parent.Type != "ResourcePool" {
+			return *parent
+		}
+		ref = *parent
+	}
+	return ref
+}
+
+func without(refs []types.ManagedObjectReference, x types.ManagedObjectReference) []types.ManagedObjectReference {
+	out := make([]types.ManagedObjectReference, 0, len(refs))
+	for _, r := range refs {
+		if r != x {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (p *peer) power(vm *simulator.VirtualMachine, state string) error {
+	ctx := context.Background()
+	o := object.NewVirtualMachine(p.client, vm.Self)
+	var task *object.Task
+	var err error
+	switch state {
+	case "poweredOn", "on":
+		task, err = o.PowerOn(ctx)
+	case "poweredOff", "off":
+		task, err = o.PowerOff(ctx)
+	case "suspended", "suspend":
+		task, err = o.Suspend(ctx)
+	default:
+		return errf(http.StatusBadRequest, "state must be poweredOn, poweredOff or suspended")
+	}
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		return errf(http.StatusConflict, "%v", err)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// control API
+
+func writeJSON(w http.ResponseWriter, code int, v interface{}) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	code := http.StatusBadRequest
+	var he *httpError
+	if errors.As(err, &he) {
+		code = he.code
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+func (p *peer) state() interface{} {
+	hosts := []hostState_{}
+	for _, h := range allHosts() {
+		hosts = append(hosts, p.hostInfo(h))
+	}
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Name < hosts[j].Name })
+	vms := []vmState{}
+	for _, vm := range allVMs() {
+		vms = append(vms, p.vmInfo(vm))
+	}
+	sort.Slice(vms, func(i, j int) bool {
+		if vms[i].Name != vms[j].Name {
+			return vms[i].Name < vms[j].Name
+		}
+		return vms[i].Moref < vms[j].Moref
+	})
+	return map[string]interface{}{"hosts": hosts, "vms": vms}
+}
+
+const controlHelp = `vcsim test peer control API (JSON bodies)
+GET  /state                              hosts and VMs
+GET  /host/{name-or-moref}               one host
+POST /host/{name}/connection            {"state": "connected"|"disconnected"|"notResponding"}
+POST /host/{name}/maintenance           {"on": true}
+GET  /vm/{name-or-uuid-or-moref}         one VM
+POST /vm/{id}/heartbeat                 {"status": "green"|"yellow"|"red"|"gray"}
+POST /vm/{id}/tools                     {"running": true}
+POST /vm/{id}/ignore_shutdown           {"on": true}
+POST /vm/{id}/shutdown_delay            {"seconds": 5}
+POST /vm/{id}/rename                    {"name": "new name"}
+POST /vm/{id}/move                      {"folder": "sub/dir"}   (relative to the datacenter's vm folder)
+POST /vm/{id}/relocate                  {"host": "name-or-moref"}
+POST /vm/{id}/power                     {"state": "poweredOn"|"poweredOff"|"suspended"}
+Path segments are URL-escaped (a name containing "/" is sent as %2F).
+`
+
+func (p *peer) control(w http.ResponseWriter, r *http.Request) {
+	raw := strings.Trim(r.URL.EscapedPath(), "/")
+	var parts []string
+	if raw != "" {
+		for _, s := range strings.Split(raw, "/") {
+			u, err := url.PathUnescape(s)
+			if err != nil {
+				writeErr(w, errf(http.StatusBadRequest, "bad path: %v", err))
+				return
+			}
+			parts = append(parts, u)
+		}
+	}
+	var body map[string]interface{}
+	if r.Method == http.MethodPost {
+		data, _ := ioutil.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if len(bytes.TrimSpace(data)) > 0 {
+			if err := json.Unmarshal(data, &body); err != nil {
+				writeErr(w, errf(http.StatusBadRequest, "bad JSON body: %v", err))
+				return
+			}
+		}
+	}
+	str := func(k string) (string, error) {
+		v, ok := body[k].(string)
+		if !ok {
+			return "", errf(http.StatusBadRequest, "body needs a string %q", k)
+		}
+		return v, nil
+	}
+	boolean := func(k string) (bool, error) {
+		v, ok := body[k].(bool)
+		if !ok {
+			return false, errf(http.StatusBadRequest, "body needs a boolean %q", k)
+		}
+		return v, nil
+	}
+
+	switch {
+	case len(parts) == 0 && r.Method == http.MethodGet:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, controlHelp)
+	case len(parts) == 1 && parts[0] == "state" && r.Method == http.MethodGet:
+		writeJSON(w, http.StatusOK, p.state())
+	case len(parts) >= 2 && parts[0] == "host":
+		h, err := findHost(parts[1])
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		switch {
+		case len(parts) == 2 && r.Method == http.MethodGet:
+		case len(parts) == 3 && r.Method == http.MethodPost && parts[2] == "connection":
+			s, err := str("state")
+			if err == nil {
+				err = p.setHostConnection(h, s)
+			}
+			if err != nil {
+				writeErr(w, err)
+				return
+			}
+		case len(parts) == 3 && r.Method == http.MethodPost && parts[2] == "maintenance":
+			on, err := boolean("on")
+			if err != nil {
+				writeErr(w, err)
+				return
+			}
+			p.setMaintenance(h, on)
+		default:
+			writeErr(w, errf(http.StatusNotFound, "unknown host action %s %s", r.Method, r.URL.Path))
+			return
+		}
+		writeJSON(w, http.StatusOK, p.hostInfo(h))
+	case len(parts) >= 2 && parts[0] == "vm":
+		vm, err := findVM(parts[1])
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		id := vm.Self.Value
+		if len(parts) == 2 && r.Method == http.MethodGet {
+			writeJSON(w, http.StatusOK, p.vmInfo(vm))
+			return
+		}
+		if len(parts) != 3 || r.Method != http.MethodPost {
+			writeErr(w, errf(http.StatusNotFound, "unknown VM action %s %s", r.Method, r.URL.Path))
+			return
+		}
+		switch parts[2] {
+		case "heartbeat":
+			var s string
+			if s, err = str("status"); err == nil {
+				err = p.setHeartbeat(vm, s)
+			}
+		case "tools":
+			var on bool
+			if on, err = boolean("running"); err == nil {
+				p.setTools(vm, on)
+			}
+		case "ignore_shutdown":
+			var on bool
+			if on, err = boolean("on"); err == nil {
+				p.setVMFlags(id, func(f *vmFlags) { f.ignoreShutdown = on })
+			}
+		case "shutdown_delay":
+			secs, ok := body["seconds"].(float64)
+			if !ok || secs < 0 {
+				err = errf(http.StatusBadRequest, "body needs a number \"seconds\" >= 0")
+			} else {
+				d := time.Duration(secs * float64(time.Second))
+				p.setVMFlags(id, func(f *vmFlags) { f.shutdownDelay = &d })
+			}
+		case "rename":
+			var s string
+			if s, err = str("name"); err == nil {
+				err = p.rename(vm, s)
+			}
+		case "move":
+			var s string
+			if s, err = str("folder"); err == nil {
+				err = p.move(vm, s)
+			}
+		case "relocate":
+			var s string
+			if s, err = str("host"); err == nil {
+				var h *simulator.HostSystem
+				if h, err = findHost(s); err == nil {
+					err = p.relocate(vm, h)
+				}
+			}
+		case "power":
+			var s string
+			if s, err = str("state"); err == nil {
+				err = p.power(vm, s)
+			}
+		default:
+			err = errf(http.StatusNotFound, "unknown VM action %q", parts[2])
+		}
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, p.vmInfo(vm))
+	default:
+		writeErr(w, errf(http.StatusNotFound, "unknown endpoint %s %s (GET / lists them)", r.Method, r.URL.Path))
+	}
+}
+
+// ---------------------------------------------------------------------------
+// startup
+
+// applyNames applies -names: {"vm": "new name"} or {"vm": {"name": "...", "folder": "a/b"}}.
+func (p *peer) applyNames(spec string) error {
+	if spec == "" {
+		return nil
+	}
+	data := []byte(spec)
+	if strings.HasPrefix(spec, "@") {
+		var err error
+		if data, err = ioutil.ReadFile(spec[1:]); err != nil {
+			return err
+		}
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("-names: %v", err)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	// resolve all VMs first, so that renames do not interfere with look-ups
+	vms := map[string]*simulator.VirtualMachine{}
+	for _, k := range keys {
+		vm, err := findVM(k)
+		if err != nil {
+			return fmt.Errorf("-names: %v", err)
+		}
+		vms[k] = vm
+	}
+	for _, k := range keys {
+		var e struct {
+			Name   string  `json:"name"`
+			Folder *string `json:"folder"`
+		}
+		if err := json.Unmarshal(m[k], &e.Name); err != nil {
+			if err := json.Unmarshal(m[k], &e); err != nil {
+				return fmt.Errorf("-names: %q: want a string or {\"name\",\"folder\"}", k)
+			}
+		}
+		if e.Folder != nil {
+			if err := p.move(vms[k], *e.Folder); err != nil {
+				return fmt.Errorf("-names: %q: %v", k, err)
+			}
+		}
+		if e.Name != "" {
+			if err := p.rename(vms[k], e.Name); err != nil {
+				return fmt.Errorf("-names: %q: %v", k, err)
+			}
+		}
+	}
+	return nil
+}
+
+func rss() string {
+	data, err := ioutil.ReadFile("/proc/self/status")
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:"))
+		}
+	}
+	return "?"
+}
+
+func main() {
+	start := time.Now()
+	var (
+		listen        = flag.String("listen", "127.0.0.1:0", "SOAP (HTTPS) listen address")
+		controlAddr   = flag.String("control", "127.0.0.1:0", "control API (HTTP) listen address")
+		dc            = flag.Int("dc", 1, "datacenters")
+		cluster       = flag.Int("cluster", 1, "clusters per datacenter")
+		clusterHost   = flag.Int("cluster-host", 3, "hosts per cluster")
+		standalone    = flag.Int("host", 1, "standalone hosts per datacenter")
+		vms           = flag.Int("vm", 2, "VMs per resource pool (each cluster and each standalone host)")
+		ds            = flag.Int("ds", 1, "local datastores per datacenter")
+		pool          = flag.Int("pool", 0, "extra (empty) resource pools per cluster")
+		autostart     = flag.Bool("autostart", true, "power on the model's VMs")
+		username      = flag.String("username", "user", "the only accepted login user name")
+		password      = flag.String("password", "pass", "the only accepted login password")
+		toolsRunning  = flag.Bool("tools-running", true, "VMware Tools run on powered-on VMs (heartbeat green); false: simulator default (not running)")
+		shutdownDelay = flag.Duration("shutdown-delay", 0, "delay between an accepted ShutdownGuest and power-off (0: immediate, simulator behaviour)")
+		names         = flag.String("names", "", `JSON (or @file) renaming VMs at start: {"DC0_H0_VM0": "new name", "DC0_C0_RP0_VM0": {"name": "x", "folder": "sub/dir"}}`)
+		trace         = flag.Bool("trace", false, "log SOAP traffic to stderr")
+		stdinExit     = flag.Bool("exit-on-stdin-eof", false, "exit when stdin is closed (ties the peer to its parent)")
+	)
+	flag.Parse()
+	log.SetPrefix("vcsim: ")
+	simulator.Trace = *trace
+
+	// The model keeps datastore files under TMPDIR: give it a private directory.
+	tmp, err := ioutil.TempDir("", "vcsim-peer-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = os.Setenv("TMPDIR", tmp)
+
+	model := simulator.VPX()
+	model.Datacenter = *dc
+	model.Cluster = *cluster
+	model.ClusterHost = *clusterHost
+	model.Host = *standalone
+	model.Machine = *vms
+	model.Datastore = *ds
+	model.Pool = *pool
+	model.Autostart = *autostart
+
+	p := &peer{
+		model:         model,
+		toolsDefault:  *toolsRunning,
+		shutdownDelay: *shutdownDelay,
+		flags:         map[string]*vmFlags{},
+	}
+	cleanup := func() {
+		model.Remove()
+		_ = os.RemoveAll(tmp)
+	}
+	fail := func(err error) {
+		cleanup()
+		log.Fatal(err)
+	}
+
+	if err := model.Create(); err != nil {
+		fail(err)
+	}
+	// Create replaces simulator.Map: register the watcher on the new registry.
+	simulator.Map.AddHandler(&watcher{Self: types.ManagedObjectReference{Type: "VcsimPeerWatcher", Value: "watcher"}, p: p})
+
+	svc := model.Service
+	svc.TLS = new(tls.Config)
+	svc.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(*username, *password)}
+
+	// Fetch fix (see peerPC)
+	pcRef := simulator.Map.Get(vim25.ServiceInstance).(*simulator.ServiceInstance).Content.PropertyCollector
+	pc := &peerPC{}
+	pc.Self = pcRef
+	simulator.Map.Put(pc)
+
+	if p.client, err = vim25.NewClient(context.Background(), svc); err != nil {
+		fail(err)
+	}
+
+	// guest state of the model's VMs, and a hook object per VM
+	for _, vm := range allVMs() {
+		id := vm.Self.Value
+		p.ensureHook(id)
+		simulator.Map.WithLock(vm, func() {
+			if vm.GuestHeartbeatStatus == "" {
+				simulator.Map.Update(vm, []types.PropertyChange{{Name: "guestHeartbeatStatus", Val: types.ManagedEntityStatusGray}})
+			}
+			if p.toolsDefault {
+				simulator.Map.Update(vm, guestChanges(vm.Runtime.PowerState, true))
+			}
+		})
+	}
+	if err := p.applyNames(*names); err != nil {
+		fail(err)
+	}
+
+	// NewServer sets up the SOAP mux, the login check (svc.Listen.User) and a
+	// TLS certificate; we serve that mux on our own listener, behind the
+	// request rewriter, and close the simulator's own listener.
+	inner := svc.NewServer()
+	certs := inner.TLS.Certificates
+	mux := svc.ServeMux
+	inner.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fail(err)
+	}
+	tlsLn := tls.NewListener(ln, &tls.Config{
+		Certificates: certs,
+		ClientAuth:   tls.RequestClientCert, // LoginExtensionByCertificate
+		NextProtos:   []string{"http/1.1"},
+	})
+	soapSrv := &http.Server{Handler: p.soapHandler(mux), ErrorLog: log.New(ioutil.Discard, "", 0)}
+	go func() { _ = soapSrv.Serve(tlsLn) }()
+
+	addr := ln.Addr().(*net.TCPAddr)
+	host := net.JoinHostPort(addr.IP.String(), fmt.Sprint(addr.Port))
+	simulator.Map.SessionManager().ServiceHostName = host
+	sdkURL := &url.URL{Scheme: "https", Host: host, Path: "/sdk", User: url.UserPassword(*username, *password)}
+
+	cln, err := net.Listen("tcp", *controlAddr)
+	if err != nil {
+		fail(err)
+	}
+	ctlSrv := &http.Server{Handler: http.HandlerFunc(p.control)}
+	go func() { _ = ctlSrv.Serve(cln) }()
+
+	nvm, nhost := len(allVMs()), len(allHosts())
+	log.Printf("ready in %.2fs: %d hosts, %d VMs, RSS %s", time.Since(start).Seconds(), nhost, nvm, rss())
+
+	line, _ := json.Marshal(struct {
+		URL     string `json:"url"`
+		Control string `json:"control"`
+	}{sdkURL.String(), "http://" + cln.Addr().String()})
+	fmt.Fprintln(os.Stdout, string(line))
+	_ = os.Stdout.Sync()
+
+	done := make(chan os.Signal, 2)
+	signal.Notify(done, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	if *stdinExit {
+		go func() {
+			_, _ = io.Copy(ioutil.Discard, os.Stdin)
+			done <- syscall.SIGTERM
+		}()
+	}
+	sig := <-done
+	log.Printf("%v: shutting down", sig)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = ctlSrv.Shutdown(ctx)
+	_ = soapSrv.Close()
+	cleanup()
+}
