@@ -13,7 +13,7 @@ offline="$root/../shared/tools/get_pip_offline.py"
 [ -f "$offline" ] || offline="$root/tests/get_pip_offline.py"
 mkdir -p ~/.ansible/test/cache
 if [ -n "$pipver" ]; then
-  cp "$offline" ~/.ansible/test/cache/get_pip_${pipver//./_}.py
+  cp "$offline" ~/.ansible/test/cache/"get_pip_${pipver//./_}.py"
 fi
 
 work=.build/sanity/ansible_collections/virtops/unified

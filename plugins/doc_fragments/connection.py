@@ -28,7 +28,7 @@ options:
   hypervisor_name:
     description:
       - Inventory name of the hypervisor behind O(uri), reported as the VM's host
-        and compared with O(expected_host).
+        (and compared with the host a runbook expects).
       - Filled from the targeted host's C(virt_endpoint.hypervisor_name); defaults
         to the hypervisor's own hostname.
     type: str

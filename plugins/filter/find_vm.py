@@ -9,14 +9,14 @@ name: find_vm
 short_description: Resolve a VM name or uuid to exactly one inventory host
 version_added: 0.1.0
 description:
-  - Looks the target up among the VM hosts of a virtops inventory: by inventory
+  - Looks the target up among the VM hosts of a virtops inventory, by inventory
     hostname, by C(virt_uuid), then by C(virt_name) (exact, then case-insensitive).
   - Returns C(host), the inventory hostname of the one match, or C(error), a message
     that names the closest matches when nothing matches or lists each VM (uuid and
     host) when a name matches several, so a runbook can stop cleanly and never acts
     on a guess.
 author:
-  - virtops maintainers
+  - virtops maintainers (@virtops)
 options:
   _input:
     description: VM name, inventory hostname or uuid.

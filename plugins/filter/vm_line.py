@@ -11,7 +11,7 @@ version_added: 0.1.0
 description:
   - Formats the C(virt_*) variables of a VM host as C(name  power  host  cluster  platform  uuid).
 author:
-  - virtops maintainers
+  - virtops maintainers (@virtops)
 options:
   _input:
     description: The host variables of a VM (for example C(hostvars[name])).

@@ -22,7 +22,7 @@ description:
     for each; C(virt_name) keeps the platform name.
   - The file name must end with C(libvirt.yml) or C(libvirt.yaml).
 author:
-  - virtops maintainers
+  - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -119,5 +119,5 @@ class InventoryModule(VirtInventoryBase):
                 raise AnsibleParserError("every entry of hypervisors needs a uri: %r" % spec)
         with ThreadPoolExecutor(max_workers=min(16, len(specs) or 1)) as pool:
             results = list(pool.map(self._read_one, specs))
-        machines = [m for found, _ in results for m in found]
-        return machines, [warning for _, warning in results if warning]
+        machines = [m for found, _warning in results for m in found]
+        return machines, [warning for _found, warning in results if warning]

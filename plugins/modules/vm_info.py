@@ -16,16 +16,19 @@ description:
   - Runs on the controller. Against a host of a virtops inventory no connection
     options are needed.
 author:
-  - virtops maintainers
+  - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.unified.connection
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module only reads.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   action_group:
+    description: Use C(group/virtops.unified.vm) in C(module_defaults) to set defaults for this module.
     support: full
     membership: [virtops.unified.vm]
 options:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
 

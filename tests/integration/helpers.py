@@ -18,7 +18,7 @@ def env():
 
 
 def run(argv, check=True, timeout=600):
-    proc = subprocess.run(argv, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError("%s failed (%d):\n%s\n%s" % (argv[0], proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
     return proc
@@ -70,7 +70,24 @@ def task_results(stdout, task_name):
 
 
 def virsh(uri, *args, check=True):
-    proc = subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode != 0:
         raise AssertionError("virsh %s failed: %s" % (" ".join(args), proc.stderr))
     return proc.stdout.strip()
+
+
+def adhoc(inv, pattern, module, args, *extra):
+    """Run one module ad hoc; return (rc, {host: result}) from the oneline callback."""
+    argv = [os.path.join(BIN, "ansible"), "-i", str(inv), pattern, "-m", module, "-a", json.dumps(args), *extra]
+    e = env()
+    e["ANSIBLE_STDOUT_CALLBACK"] = "oneline"
+    e["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "1"
+    proc = subprocess.run(argv, cwd=ROOT, env=e, capture_output=True, text=True, timeout=600, check=False)
+    results = {}
+    for line in proc.stdout.splitlines():
+        if " => {" in line:
+            host = line.split(" | ", 1)[0]
+            results[host] = json.loads(line.split(" => ", 1)[1])
+    if not results:
+        raise AssertionError("no result from ansible %s:\n%s\n%s" % (module, proc.stdout, proc.stderr))
+    return proc.returncode, results

@@ -66,16 +66,16 @@ def test_mapping_matches_virsh_on_every_hypervisor(lab, listed):
 
 
 def test_graph_is_cluster_host_vms(lab, listed):
-    cfg, _ = lab
-    data, _ = listed
+    cfg = lab[0]
+    data = listed[0]
     assert set(data["virt_cluster_c1"]["children"]) == {"virt_host_kvm01", "virt_host_kvm02", "virt_host_dead01"}
     assert set(data["virt_cluster_c1"]["hosts"]) == {"kvm01", "kvm02", "dead01"}
     assert data["virt_cluster_c2"]["children"] == ["virt_host_kvm03"]
 
 
 def test_repeated_names_stay_addressable_and_unicode_names_survive(lab, listed):
-    cfg, _ = lab
-    data, _ = listed
+    cfg = lab[0]
+    data = listed[0]
     hv = data["_meta"]["hostvars"]
     assert hv["shared_kvm01"]["virt_name"] == "shared" and hv["shared_kvm01"]["virt_host"] == "kvm01"
     assert hv["shared_kvm02"]["virt_host"] == "kvm02"
@@ -84,7 +84,7 @@ def test_repeated_names_stay_addressable_and_unicode_names_survive(lab, listed):
 
 
 def test_unreachable_hypervisor_stays_listed_with_a_warning(lab, listed):
-    cfg, _ = lab
+    cfg = lab[0]
     data, stderr = listed
     dead = data["_meta"]["hostvars"]["dead01"]
     assert dead["virt_connection_state"] == "unreachable" and dead["virt_kind"] == "hypervisor"
@@ -95,7 +95,7 @@ def test_unreachable_hypervisor_stays_listed_with_a_warning(lab, listed):
 
 def test_keyed_groups_and_power_groups(lab, listed):
     cfg, uris = lab
-    data, _ = listed
+    data = listed[0]
     stopped = set(virsh(uris["kvm01"], "list", "--state-shutoff", "--name").split())
     in_group = {data["_meta"]["hostvars"][h]["virt_name"] for h in data["power_stopped"]["hosts"]
                 if data["_meta"]["hostvars"][h]["virt_host"] == "kvm01"}
@@ -108,11 +108,11 @@ def test_cache_serves_the_second_read(tmp_path):
     cache_dir = tmp_path / "cache"
     cfg.write_text("plugin: virtops.unified.libvirt\nhypervisors: [{name: kvm03, uri: '%s'}]\n" % uri + "cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
                    "cache_connection: %s\ncache_timeout: 600\n" % cache_dir)
-    first, _ = inventory(cfg)
+    inventory(cfg)
     assert any(cache_dir.iterdir())
     # the platform changes: the cached inventory keeps the old view until --flush-cache
     (tmp_path / "kvm03.xml").write_text("<node></node>")
-    second, _ = inventory(cfg)
+    second = inventory(cfg)[0]
     assert "grüße db" in second["_meta"]["hostvars"]
-    flushed, _ = inventory(cfg, "--flush-cache")
+    flushed = inventory(cfg, "--flush-cache")[0]
     assert "grüße db" not in flushed["_meta"]["hostvars"]

@@ -84,8 +84,8 @@ class ScriptedDriver(Driver):
         return model.pick_one([self.vm], name=name, uuid=uuid)
 
     def refresh(self, vm, heartbeat=False):
-        return model.Machine(**{k: getattr(self.vm, k) for k in ("kind", "platform", "name", "uuid", "host",
-                                                              "power_state", "power_state_raw", "heartbeat")})
+        fields = ("kind", "platform", "name", "uuid", "host", "power_state", "power_state_raw", "heartbeat")
+        return model.Machine(**{k: getattr(self.vm, k) for k in fields})
 
     def power(self, vm, action):
         self.calls.append(action)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything and run every check: sanity, lint, unit and integration
+# tests on real peers (libvirtd + QEMU/KVM, libvirt's test:/// driver).
+# Exits non-zero on any failure; a peer that cannot start is a failure.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/bootstrap.sh test
+# shellcheck disable=SC1091
+source .venv/bin/activate
+export ANSIBLE_CONFIG="$root/ansible.cfg"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "test peers: libvirtd + QEMU, guest images"
+tests/peers/libvirt/start.sh
+tests/peers/libvirt/build_guests.sh
+
+step "ansible-test sanity"
+scripts/sanity.sh
+
+step "ansible-lint (production profile)"
+ansible-lint
+
+step "collection build and install"
+rm -rf .build/dist .build/installed && mkdir -p .build/dist
+ansible-galaxy collection build --output-path .build/dist --force >/dev/null
+ansible-galaxy collection install -p .build/installed .build/dist/virtops-unified-*.tar.gz >/dev/null
+test -f .build/installed/ansible_collections/virtops/unified/plugins/modules/vm_power.py
+
+step "unit and integration tests"
+pytest -p no:cacheprovider tests/unit tests/integration "$@"
