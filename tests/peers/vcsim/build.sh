@@ -30,7 +30,7 @@ echo "build.sh: building $bin" >&2
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cp "$here/main.go" "$tmp/"
-( cd "$tmp" && GOPATH="$gopath" GO111MODULE=off GOFLAGS= CGO_ENABLED=0 \
+( cd "$tmp" && GOPATH="$gopath" GO111MODULE=off GOFLAGS="" CGO_ENABLED=0 \
     go build -trimpath -o "$tmp/vcsim" . ) >&2
 mv -f "$tmp/vcsim" "$bin"
 echo "$want" > "$stamp"

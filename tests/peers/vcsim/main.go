@@ -410,11 +410,46 @@ func (h *vmHook) RebootGuest(ctx *simulator.Context, req *types.RebootGuest) soa
 	body.Res = new(types.RebootGuestResponse)
 	if !hung {
 		// govmomi 0.24 has no RebootGuest; the VM simply stays powered on.
-		go h.p.postEvent(&types.VmGuestRebootEvent{VmEvent: types.VmEvent{Event: types.Event{
-			Vm: &types.VmEventArgument{EntityEventArgument: types.EntityEventArgument{Name: name}, Vm: ref},
-		}}})
+		go h.p.postEvent(&types.VmGuestRebootEvent{VmEvent: vmEvent(ref, name)})
 	}
 	return body
+}
+
+// vmEvent fills the arguments the simulator's event message templates use.
+func vmEvent(ref types.ManagedObjectReference, name string) types.VmEvent {
+	ev := types.Event{Vm: &types.VmEventArgument{EntityEventArgument: types.EntityEventArgument{Name: name}, Vm: ref}}
+	var href *types.ManagedObjectReference
+	if vm := getVM(ref.Value); vm != nil {
+		simulator.Map.WithLock(vm, func() {
+			if vm.Runtime.Host != nil {
+				h := *vm.Runtime.Host
+				href = &h
+			}
+		})
+	}
+	if href != nil {
+		hname, parent, _ := entityInfo(*href)
+		ev.Host = &types.HostEventArgument{EntityEventArgument: types.EntityEventArgument{Name: hname}, Host: *href}
+		if parent != nil {
+			crname, _, _ := entityInfo(*parent)
+			ev.ComputeResource = &types.ComputeResourceEventArgument{
+				EntityEventArgument: types.EntityEventArgument{Name: crname}, ComputeResource: *parent}
+		}
+	}
+	for cur := ref; ; {
+		_, parent, ok := entityInfo(cur)
+		if !ok || parent == nil {
+			break
+		}
+		if parent.Type == "Datacenter" {
+			dcname, _, _ := entityInfo(*parent)
+			ev.Datacenter = &types.DatacenterEventArgument{
+				EntityEventArgument: types.EntityEventArgument{Name: dcname}, Datacenter: *parent}
+			break
+		}
+		cur = *parent
+	}
+	return types.VmEvent{Event: ev}
 }
 
 func (p *peer) postEvent(ev types.BaseEvent) {
@@ -488,7 +523,17 @@ func (h *vmHook) PowerOffVMTask(ctx *simulator.Context, req *types.PowerOffVM_Ta
 }
 
 func (h *vmHook) ResetVMTask(ctx *simulator.Context, req *types.ResetVM_Task) soap.HasFault {
-	return h.powerTask(ctx, "ResetVM_Task", "reset", false, nil,
+	// govmomi 0.24 resets a suspended VM into poweredOn; vCenter refuses.
+	onlyWhenOn := func(vm *simulator.VirtualMachine) types.BaseMethodFault {
+		if vm.Runtime.PowerState == types.VirtualMachinePowerStateSuspended {
+			return &types.InvalidPowerState{
+				RequestedState: types.VirtualMachinePowerStatePoweredOn,
+				ExistingState:  vm.Runtime.PowerState,
+			}
+		}
+		return nil
+	}
+	return h.powerTask(ctx, "ResetVM_Task", "reset", false, onlyWhenOn,
 		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
 			return vm.ResetVMTask(ctx, &types.ResetVM_Task{This: ref})
 		},
@@ -1345,6 +1390,18 @@ func (p *peer) applyNames(spec string) error {
 	return nil
 }
 
+// quietTLS drops net/http's TLS handshake noise (clients probing the port,
+// pyVmomi closing unverified connections) and keeps everything else, e.g.
+// "http: panic serving ..." from a simulator crash.
+type quietTLS struct{}
+
+func (quietTLS) Write(b []byte) (int, error) {
+	if bytes.Contains(b, []byte("TLS handshake error")) {
+		return len(b), nil
+	}
+	return os.Stderr.Write(b)
+}
+
 func rss() string {
 	data, err := ioutil.ReadFile("/proc/self/status")
 	if err != nil {
@@ -1469,7 +1526,7 @@ func main() {
 		ClientAuth:   tls.RequestClientCert, // LoginExtensionByCertificate
 		NextProtos:   []string{"http/1.1"},
 	})
-	soapSrv := &http.Server{Handler: p.soapHandler(mux), ErrorLog: log.New(ioutil.Discard, "", 0)}
+	soapSrv := &http.Server{Handler: p.soapHandler(mux), ErrorLog: log.New(quietTLS{}, "vcsim: ", log.LstdFlags)}
 	go func() { _ = soapSrv.Serve(tlsLn) }()
 
 	addr := ln.Addr().(*net.TCPAddr)

@@ -164,7 +164,7 @@ def main():
         check(host.runtime.connectionState == "disconnected", "host disconnected (single-property read)")
         check(bulk(si, vim.HostSystem, ["name", "runtime.connectionState"])[host]["runtime.connectionState"] == "disconnected",
               "host disconnected (bulk read)")
-        on_host = [v for v in host.vm]
+        on_host = list(host.vm)
         if on_host:
             v = on_host[0]
             check(v.runtime.connectionState == "disconnected", "VM of a disconnected host is disconnected")
