@@ -35,19 +35,21 @@ def peer():
 def lab(peer, tmp_path_factory):
     tag = uuid.uuid4().hex[:6]
     names = {"hung": "vo-hung-%s" % tag, "acpi": "vo-acpi-%s" % tag}
-    for kind, name in names.items():
-        path = tmp_path_factory.mktemp(kind) / "dom.xml"
-        path.write_text(guests.render(kind, name))
-        virsh(URI, "define", str(path))
-        virsh(URI, "start", name)
-    assert guests.wait_console(names["acpi"], timeout=60), "ACPI guest did not boot"
-    inv = tmp_path_factory.mktemp("inv") / "qemu.libvirt.yml"
-    inv.write_text("plugin: virtops.unified.libvirt\nhypervisors:\n"
-                   "  - {name: kvmlab, uri: '%s', cluster: lab}\n" % URI)
-    yield names, inv
-    for name in names.values():
-        virsh(URI, "destroy", name, check=False)
-        virsh(URI, "undefine", name, "--managed-save", check=False)
+    try:
+        for kind, name in names.items():
+            path = tmp_path_factory.mktemp(kind) / "dom.xml"
+            path.write_text(guests.render(kind, name))
+            virsh(URI, "define", str(path))
+            virsh(URI, "start", name)
+        assert guests.wait_console(names["acpi"], timeout=60), "ACPI guest did not boot"
+        inv = tmp_path_factory.mktemp("inv") / "qemu.libvirt.yml"
+        inv.write_text("plugin: virtops.unified.libvirt\nhypervisors:\n"
+                       "  - {name: kvmlab, uri: '%s', cluster: lab}\n" % URI)
+        yield names, inv
+    finally:
+        for name in names.values():
+            virsh(URI, "destroy", name, check=False)
+            virsh(URI, "undefine", name, "--managed-save", check=False)
 
 
 def domstate(name):
