@@ -180,7 +180,14 @@ def _run_step(driver, vm, step, wait, progress, actions):
         what = "power state %s" % step["expect"]
         if progress:
             progress("%s: %s (waiting up to %ds for %s)" % (vm.name, action, step["timeout"], step["expect"]))
-        driver.power(vm, action)
+        try:
+            driver.power(vm, action)
+        except (model.StateConflict, model.Unsupported) as exc:
+            # e.g. no guest tools to take the shutdown: a hung guest often has none
+            record.update(result="refused", elapsed=round(time.monotonic() - started, 2), error=str(exc))
+            if not step.get("escalate_to"):
+                raise
+            return _escalate(driver, vm, step, wait, progress, actions)
     try:
         if wait:
             vm = driver.wait_for(vm, reached, step["timeout"], what, progress, heartbeat=action == "heartbeat")
@@ -190,15 +197,19 @@ def _run_step(driver, vm, step, wait, progress, actions):
     except model.Timeout:
         record["result"] = "timeout"
         record["elapsed"] = round(time.monotonic() - started, 2)
-        escalate = step.get("escalate_to")
-        if not escalate:
+        if not step.get("escalate_to"):
             raise
-        if progress:
-            progress("%s: no shutdown after %ds, escalating to %s" % (vm.name, step["timeout"], escalate))
-        return _run_step(driver, vm, Step(escalate, step["expect"], step["escalate_timeout"]),
-                         wait, progress, actions)
+        return _escalate(driver, vm, step, wait, progress, actions)
     record["elapsed"] = round(time.monotonic() - started, 2)
     return vm
+
+
+def _escalate(driver, vm, step, wait, progress, actions):
+    """The graceful step failed or ran out of time: run its planned hard step."""
+    if progress:
+        progress("%s: no graceful %s, escalating to %s" % (vm.name, step["action"], step["escalate_to"]))
+    return _run_step(driver, vm, Step(step["escalate_to"], step["expect"], step["escalate_timeout"]),
+                     wait, progress, actions)
 
 
 def apply(driver, params, check_mode=False, progress=None):

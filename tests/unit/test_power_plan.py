@@ -74,10 +74,11 @@ class ScriptedDriver(Driver):
     poll_interval = 0.01
     max_poll_interval = 0.01
 
-    def __init__(self, state, deaf=False, host="h1"):
+    def __init__(self, state, deaf=False, host="h1", no_tools=False):
         self.vm = machine(state)
         self.vm.host = host
         self.deaf = deaf
+        self.no_tools = no_tools
         self.calls = []
 
     def find(self, name=None, uuid=None):
@@ -89,6 +90,8 @@ class ScriptedDriver(Driver):
 
     def power(self, vm, action):
         self.calls.append(action)
+        if action == "shutdown" and self.no_tools:
+            raise model.StateConflict("guest tools not running")
         target = {"start": "running", "poweroff": "stopped", "reset": "running", "resume": "running",
                   "suspend": "suspended", "shutdown": None if self.deaf else "stopped"}[action]
         if target:
@@ -147,3 +150,18 @@ def test_diff_shows_state_change():
     result = run(ScriptedDriver("running"), state="stopped")
     assert result["diff"]["before"]["power_state"] == "running"
     assert result["diff"]["after"]["power_state"] == "stopped"
+
+
+def test_refused_graceful_shutdown_escalates_at_once_with_force():
+    drv = ScriptedDriver("running", no_tools=True)
+    result = run(drv, state="restarted", force=True, shutdown_timeout=30, wait_timeout=2)
+    assert drv.calls == ["shutdown", "poweroff", "start"]
+    assert result["actions"][0]["result"] == "refused" and "tools" in result["actions"][0]["error"]
+    assert result["actions"][0]["elapsed"] < 1
+
+
+def test_refused_graceful_shutdown_without_force_is_an_error():
+    drv = ScriptedDriver("running", no_tools=True)
+    with pytest.raises(model.StateConflict):
+        run(drv, state="stopped")
+    assert drv.calls == ["shutdown"]
