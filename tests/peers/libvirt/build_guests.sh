@@ -26,7 +26,9 @@ chown _apt "$TMP" 2>/dev/null || true  # apt downloads as _apt; else it warns
 kpkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
 PKG=$(kpkg); [ -n "$PKG" ] || { apt-get update -qq; PKG=$(kpkg); }
 [ -n "$PKG" ] || { echo "build_guests.sh: cannot resolve linux-image-amd64" >&2; exit 1; }
-(cd "$TMP" && apt-get download -q "$PKG" >/dev/null)
+# Stale package lists 404 once Debian publishes a newer build: update, retry.
+dl() { (cd "$TMP" && apt-get download -q "$PKG" >/dev/null); }
+dl || { apt-get update -qq; PKG=$(kpkg); dl; }
 dpkg-deb -x "$TMP"/"$PKG"_*.deb "$TMP/k"
 KVER=${PKG#linux-image-}
 KMOD="$TMP/k/lib/modules/$KVER/kernel"
