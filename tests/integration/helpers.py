@@ -78,7 +78,9 @@ def virsh(uri, *args, check=True):
 
 def adhoc(inv, pattern, module, args, *extra):
     """Run one module ad hoc; return (rc, {host: result}) from the oneline callback."""
-    argv = [os.path.join(BIN, "ansible"), "-i", str(inv), pattern, "-m", module, "-a", json.dumps(args), *extra]
+    argv = [os.path.join(BIN, "ansible"), "-i", str(inv), pattern, "-m", module, *extra]
+    if args:  # "-a {}" would be taken as a raw parameter
+        argv += ["-a", json.dumps(args)]
     e = env()
     e["ANSIBLE_STDOUT_CALLBACK"] = "oneline"
     e["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "1"

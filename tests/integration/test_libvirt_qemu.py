@@ -5,6 +5,7 @@ kernel + busybox guest that powers off on ACPI and runs the QEMU guest agent.
 Every end state is read back with virsh, not with our own code.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -83,7 +84,7 @@ def test_restart_vm_escalates_on_a_guest_that_ignores_acpi(lab):
     before = domid(name)
     begun = time.monotonic()
     proc = playbook(inv, "playbooks/restart_vm.yml", "-e", "target=%s" % name,
-                    "-e", "restart_vm_shutdown_timeout=4", "-e", "reason=integration test")
+                    "-e", "restart_vm_shutdown_timeout=4", "-e", json.dumps({"reason": "integration test"}))
     took = time.monotonic() - begun
     assert steps(proc.stdout) == "shutdown=timeout, poweroff=ok, start=ok"
     assert domstate(name) == "running"
@@ -96,7 +97,7 @@ def test_restart_vm_is_graceful_on_a_guest_that_honours_acpi(lab):
     names, inv = lab
     name = names["acpi"]
     ensure_running(name)
-    assert guests.wait_console(name, timeout=60)
+    wait_agent(name)
     before = domid(name)
     proc = playbook(inv, "playbooks/restart_vm.yml", "-e", "target=%s" % name,
                     "-e", "restart_vm_shutdown_timeout=60")
@@ -124,7 +125,7 @@ def test_vm_power_states_idempotence_and_diff(lab):
     names, inv = lab
     name = names["acpi"]
     ensure_running(name)
-    assert guests.wait_console(name, timeout=60)
+    wait_agent(name)
     rc, res = adhoc(inv, "localhost", "virtops.unified.vm_power", explicit(name, state="stopped", shutdown_timeout=60), "--diff")
     out = res["localhost"]
     assert rc == 0 and out["changed"] and [a["action"] for a in out["actions"]] == ["shutdown"]
@@ -146,20 +147,24 @@ def test_vm_power_states_idempotence_and_diff(lab):
     assert re.search(r"Managed save:\s+no", virsh(URI, "dominfo", name))
 
 
+def wait_agent(name, timeout=60):
+    """The guest is up when its agent answers (read with virsh)."""
+    deadline = time.monotonic() + timeout
+    while virsh(URI, "qemu-agent-command", name, '{"execute":"guest-ping"}', check=False) != '{"return":{}}':
+        assert time.monotonic() < deadline, "%s: guest agent silent for %ds" % (name, timeout)
+        time.sleep(0.5)
+
+
 def test_reset_reboots_without_power_cycle(lab):
     names, inv = lab
     name = names["acpi"]
     ensure_running(name)
-    assert guests.wait_console(name, timeout=60)
+    wait_agent(name)
     before = domid(name)
-    log = guests.console_log_path(name)
-    boots = open(log, errors="replace").read().count(guests.READY_MARKER)
+    boots = guests.console_count(name)
     rc, res = adhoc(inv, "localhost", "virtops.unified.vm_power", explicit(name, state="reset"))
     assert rc == 0 and res["localhost"]["changed"]
-    deadline = time.monotonic() + 60
-    while open(log, errors="replace").read().count(guests.READY_MARKER) <= boots:
-        assert time.monotonic() < deadline, "guest did not boot again after reset"
-        time.sleep(0.2)
+    assert guests.wait_console(name, timeout=60, min_count=boots + 1), "guest did not boot again after reset"
     assert domid(name) == before and domstate(name) == "running"
 
 
