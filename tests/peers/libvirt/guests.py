@@ -79,6 +79,7 @@ def wait_console(name, text=READY_MARKER, timeout=60.0, min_count=1,
         time.sleep(0.1)
     return False
 
+
 if __name__ == "__main__":
     if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
