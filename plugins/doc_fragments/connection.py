@@ -16,7 +16,7 @@ options:
         runs against a host of a virtops inventory.
     type: str
     required: true
-    choices: [libvirt]
+    choices: [libvirt, vmware]
   uri:
     description:
       - libvirt connection URI of the hypervisor, for example C(qemu:///system),
@@ -37,10 +37,41 @@ options:
       - Seconds to wait for the connection to open before failing with a clear error.
     type: int
     default: 30
+  hostname:
+    description:
+      - vCenter or ESXi host name (platform vmware).
+      - Filled from the targeted host's C(virt_endpoint.hostname).
+      - If not set, the environment variable E(VMWARE_HOST) is used.
+    type: str
+  username:
+    description:
+      - vSphere user name (platform vmware).
+      - If not set, the environment variable E(VMWARE_USER) is used.
+    type: str
+    aliases: [user]
+  password:
+    description:
+      - vSphere password (platform vmware). Never shown in output.
+      - If not set, the environment variable E(VMWARE_PASSWORD) is used.
+    type: str
+    aliases: [pass, pwd]
+  port:
+    description:
+      - vCenter or ESXi HTTPS port (platform vmware).
+      - If not set, the environment variable E(VMWARE_PORT) is used.
+    type: int
+    default: 443
+  validate_certs:
+    description:
+      - Verify the vCenter certificate (platform vmware). Turn off only for labs.
+      - If not set, the environment variable E(VMWARE_VALIDATE_CERTS) is used.
+    type: bool
+    default: true
 notes:
   - When the task targets a host of a virtops inventory, the action plugin fills
     O(platform), the connection options and O(uuid) from that host's C(virt_*)
     variables and runs on the controller, so no connection settings are needed.
 requirements:
   - libvirt-python (platform libvirt)
+  - pyvmomi (platform vmware)
 """

@@ -16,17 +16,24 @@ import traceback
 from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.virtops.unified.plugins.module_utils import model, power
 from ansible_collections.virtops.unified.plugins.module_utils.libvirt_driver import LibvirtDriver
+from ansible_collections.virtops.unified.plugins.module_utils.vmware_driver import VmwareDriver
 
-DRIVERS = {
-    "libvirt": LibvirtDriver,
-}
+PLATFORMS = ("libvirt", "vmware")
 
 # Connection options, by platform. Paired with doc_fragments/connection.py.
 CONNECTION_SPEC = {
-    "platform": {"type": "str", "required": True, "choices": sorted(DRIVERS)},
+    "platform": {"type": "str", "required": True, "choices": list(PLATFORMS)},
+    "connect_timeout": {"type": "int", "default": 30},
+    # libvirt
     "uri": {"type": "str", "fallback": (env_fallback, ["LIBVIRT_DEFAULT_URI"])},
     "hypervisor_name": {"type": "str"},
-    "connect_timeout": {"type": "int", "default": 30},
+    # vmware
+    "hostname": {"type": "str", "fallback": (env_fallback, ["VMWARE_HOST"])},
+    "username": {"type": "str", "aliases": ["user"], "fallback": (env_fallback, ["VMWARE_USER"])},
+    "password": {"type": "str", "aliases": ["pass", "pwd"], "no_log": True,
+                 "fallback": (env_fallback, ["VMWARE_PASSWORD"])},
+    "port": {"type": "int", "default": 443, "fallback": (env_fallback, ["VMWARE_PORT"])},
+    "validate_certs": {"type": "bool", "default": True, "fallback": (env_fallback, ["VMWARE_VALIDATE_CERTS"])},
 }
 
 TARGET_SPEC = {
@@ -53,18 +60,23 @@ POWER_RULES = {
 INFO_SPEC = dict(CONNECTION_SPEC, **TARGET_SPEC, heartbeat={"type": "bool", "default": True})
 INFO_RULES = {"mutually_exclusive": [("name", "uuid")]}
 
-# Task arguments the action plugins fill from the targeted host's virt_* vars.
-ENDPOINT_KEYS = ("platform", "uri", "hypervisor_name")
+# Task arguments the action plugins fill from the targeted host's virt_endpoint.
+ENDPOINT_KEYS = ("uri", "hypervisor_name", "hostname", "port", "validate_certs")
 
 
 def connect(params):
     """Open the driver named by params['platform'] with its connection options."""
     platform = params["platform"]
+    timeout = params.get("connect_timeout", 30)
     if platform == "libvirt":
         if not params.get("uri"):
             raise model.VirtError("libvirt needs a uri (or LIBVIRT_DEFAULT_URI)")
         return LibvirtDriver(uri=params["uri"], hypervisor_name=params.get("hypervisor_name"),
-                             connect_timeout=params.get("connect_timeout", 30))
+                             connect_timeout=timeout)
+    if platform == "vmware":
+        return VmwareDriver(hostname=params.get("hostname"), username=params.get("username"),
+                            password=params.get("password"), port=params.get("port", 443),
+                            validate_certs=params.get("validate_certs", True), connect_timeout=timeout)
     raise model.Unsupported("platform %r is not supported" % platform)
 
 

@@ -43,7 +43,7 @@ class VirtActionBase(ActionBase):
             args["platform"] = host_vars["virt_platform"]
             # only borrow the endpoint when the platform is borrowed too
             for key in interface.ENDPOINT_KEYS:
-                if key in endpoint and key not in args and key in self.SPEC:
+                if key in endpoint and key not in args:
                     args[key] = endpoint[key]
         if not args.get("name") and not args.get("uuid") and host_vars.get("virt_kind") == "vm":
             args["uuid"] = host_vars.get("virt_uuid")

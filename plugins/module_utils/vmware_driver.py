@@ -1,0 +1,309 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""VMware vSphere driver (vCenter or a standalone ESXi) over pyVmomi.
+
+The bulk read is one PropertyCollector pass over a ContainerView of hosts,
+clusters and VMs, with paging: each VM's host comes in the same pass as its
+runtime.host reference, so the host -> VM mapping costs no per-VM call.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+from ansible_collections.virtops.unified.plugins.module_utils import driver as base
+from ansible_collections.virtops.unified.plugins.module_utils import model
+
+try:
+    from pyVim.connect import Disconnect, SmartConnect
+    from pyVmomi import vim, vmodl
+except ImportError:  # reported by require_pyvmomi() where it matters
+    vim = vmodl = SmartConnect = Disconnect = None
+
+PLATFORM = "vmware"
+
+VM_PROPS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "runtime.host",
+            "runtime.connectionState", "guestHeartbeatStatus", "guest.toolsRunningStatus",
+            "summary.config.numCpu", "summary.config.memorySizeMB"]
+HOST_PROPS = ["name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode",
+              "runtime.powerState", "hardware.systemInfo.uuid", "summary.hardware.numCpuCores",
+              "summary.hardware.memorySize"]
+CLUSTER_PROPS = ["name"]
+PAGE = 1000  # objects per RetrievePropertiesEx page
+
+_VM_POWER = {"poweredOn": model.RUNNING, "poweredOff": model.STOPPED, "suspended": model.SUSPENDED}
+_HOST_POWER = {"poweredOn": model.RUNNING, "poweredOff": model.STOPPED, "standBy": model.SUSPENDED}
+_HEARTBEAT = {"green": model.HB_OK, "yellow": model.HB_DEGRADED, "red": model.HB_LOST, "gray": model.HB_UNKNOWN}
+_HOST_CONNECTION = {"connected": model.CONNECTED, "disconnected": model.DISCONNECTED,
+                    "notResponding": model.NOT_RESPONDING}
+
+
+def _plain(value):
+    """pyVmomi enums and longs are str/int subclasses Ansible cannot store: unwrap."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def require_pyvmomi():
+    if vim is None:
+        raise model.Unsupported(
+            "the Python library pyVmomi is not installed on the controller", hint="pip install pyvmomi")
+
+
+def _fault_name(exc):
+    return type(exc).__name__.rsplit(".", 1)[-1]
+
+
+def _fault_text(exc):
+    return getattr(exc, "msg", None) or getattr(exc, "faultMessage", None) or _fault_name(exc)
+
+
+class VmwareDriver(base.Driver):
+    """One vCenter (or ESXi) endpoint."""
+
+    platform = PLATFORM
+    capabilities = frozenset({base.START, base.SHUTDOWN, base.POWEROFF, base.RESET, base.SUSPEND,
+                              "heartbeat", "migrate"})
+
+    def __init__(self, hostname=None, username=None, password=None, port=443, validate_certs=True,
+                 connect_timeout=30, include_templates=False):
+        require_pyvmomi()
+        if not hostname:
+            raise model.VirtError("vmware needs a hostname (or VMWARE_HOST)")
+        self.hostname = hostname
+        self.port = port
+        self.validate_certs = validate_certs
+        self.include_templates = include_templates
+        self.label = "%s:%s" % (hostname, port)
+        self.host_names = {}  # host moId -> name
+        self.host_objs = {}  # name -> vim.HostSystem
+        self.clusters = {}  # compute resource moId -> cluster name
+        self.host_clusters = {}  # host name -> cluster name
+        self.si = self._connect(username, password, connect_timeout)
+        self.content = self.si.RetrieveContent()
+
+    # --- connection ------------------------------------------------------
+    def _connect(self, username, password, timeout):
+        try:
+            return SmartConnect(host=self.hostname, port=self.port, user=username or "", pwd=password or "",
+                                disableSslCertValidation=not self.validate_certs,
+                                httpConnectionTimeout=timeout, connectionPoolTimeout=-1)
+        except vim.fault.InvalidLogin as exc:
+            raise model.AuthFailed("vmware %s: login refused for user %r" % (self.label, username),
+                                   raw=_fault_text(exc)) from None
+        except ssl.SSLError as exc:
+            raise model.VirtError(
+                "vmware %s: certificate not trusted (%s)" % (self.label, getattr(exc, "verify_message", None) or exc),
+                hint="Install the vCenter CA on the controller, or set validate_certs: false for a lab") from None
+        except (OSError, socket.timeout) as exc:
+            raise model.Unreachable("vmware %s: cannot connect" % self.label, raw=str(exc)) from None
+        except vmodl.MethodFault as exc:
+            raise model.VirtError("vmware %s: login failed" % self.label, raw=_fault_text(exc)) from None
+
+    def close(self):
+        si, self.si = getattr(self, "si", None), None
+        if si is not None:
+            try:
+                Disconnect(si)
+            except Exception:  # pylint: disable=broad-except
+                pass  # logging out of a dead session must not mask the real outcome
+
+    def where(self):
+        return " on %s" % self.label
+
+    def endpoint(self):
+        return {"platform": PLATFORM, "hostname": self.hostname, "port": self.port,
+                "validate_certs": self.validate_certs}
+
+    def _fault(self, exc, doing):
+        """Map a vSphere fault to a typed error, keeping vSphere's own words."""
+        name, raw = _fault_name(exc), _fault_text(exc)
+        msg = "vmware %s: %s failed (%s)" % (self.label, doing, name)
+        if isinstance(exc, (vim.fault.InvalidPowerState, vim.fault.ToolsUnavailable, vim.fault.InvalidState,
+                            vim.fault.TaskInProgress)):
+            return model.StateConflict(msg, raw=raw)
+        if isinstance(exc, vim.fault.InvalidHostConnectionState):
+            return model.StateConflict(msg, raw=raw, hint="The VM's host is not connected to vCenter")
+        if isinstance(exc, (vim.fault.NotAuthenticated, vim.fault.NoPermission)):
+            return model.AuthFailed(msg, raw=raw)
+        if isinstance(exc, vmodl.fault.ManagedObjectNotFound):
+            return model.NotFound(msg, raw=raw)
+        if isinstance(exc, vmodl.fault.NotSupported):
+            return model.Unsupported(msg, raw=raw)
+        return model.VirtError(msg, raw=raw)
+
+    def _call(self, doing, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except vmodl.MethodFault as exc:
+            raise self._fault(exc, doing) from None
+        except (OSError, socket.timeout) as exc:
+            raise model.Unreachable("vmware %s: connection lost during %s" % (self.label, doing), raw=str(exc)) from None
+
+    # --- bulk read -------------------------------------------------------
+    def _retrieve(self, objects=None, vms=True, hosts=True):
+        """One PropertyCollector pass with paging; objects=None: the whole inventory."""
+        pc = vmodl.query.PropertyCollector
+        specs, types = [], []
+        if vms:
+            specs.append(pc.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PROPS))
+            types.append(vim.VirtualMachine)
+        if hosts:
+            specs += [pc.PropertySpec(type=vim.HostSystem, pathSet=HOST_PROPS),
+                      pc.PropertySpec(type=vim.ClusterComputeResource, pathSet=CLUSTER_PROPS)]
+            types += [vim.HostSystem, vim.ClusterComputeResource]
+        view = None
+        if objects is None:
+            view = self._call("create view", self.content.viewManager.CreateContainerView,
+                              self.content.rootFolder, types, True)
+            traverse = pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
+            object_specs = [pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])]
+        else:
+            object_specs = [pc.ObjectSpec(obj=obj, skip=False) for obj in objects]
+        collector = self.content.propertyCollector
+        out = []
+        try:
+            page = self._call("read inventory", collector.RetrievePropertiesEx,
+                              [pc.FilterSpec(objectSet=object_specs, propSet=specs)],
+                              pc.RetrieveOptions(maxObjects=PAGE))
+            while page:
+                out.extend(page.objects)
+                if not page.token:
+                    break
+                page = self._call("read inventory", collector.ContinueRetrievePropertiesEx, page.token)
+        finally:
+            if view is not None:
+                try:
+                    view.Destroy()
+                except vmodl.MethodFault:
+                    pass
+        return [(obj.obj, {p.name: _plain(p.val) for p in obj.propSet}) for obj in out]
+
+    def _index_hosts(self, records):
+        """Clusters and hosts of a pass; remembers names for the VMs' host refs."""
+        for obj, props in records:
+            if isinstance(obj, vim.ClusterComputeResource):
+                self.clusters[obj._moId] = props.get("name")
+        hosts = [self._host_machine(obj, props) for obj, props in records if isinstance(obj, vim.HostSystem)]
+        self.host_clusters = {h.name: h.cluster for h in hosts}
+        return hosts
+
+    def _ensure_hosts(self):
+        if not self.host_names:
+            self._index_hosts(self._retrieve(vms=False))
+
+    def _host_machine(self, obj, props):
+        name = props.get("name")
+        self.host_names[obj._moId] = name
+        self.host_objs[name] = obj
+        raw_conn = props.get("runtime.connectionState", "unknown")
+        conn = _HOST_CONNECTION.get(raw_conn, model.UNREACHABLE)
+        if conn == model.CONNECTED and props.get("runtime.inMaintenanceMode"):
+            conn = model.MAINTENANCE
+        raw_power = props.get("runtime.powerState", "unknown")
+        parent = props.get("parent")
+        memory = props.get("summary.hardware.memorySize")
+        return model.Machine(
+            kind=model.HYPERVISOR, platform=PLATFORM, name=name,
+            uuid=props.get("hardware.systemInfo.uuid") or obj._moId,
+            cluster=self.clusters.get(parent._moId) if parent is not None else None,
+            power_state=_HOST_POWER.get(raw_power, model.UNKNOWN), power_state_raw=raw_power,
+            connection_state=conn, endpoint=self.endpoint(),
+            facts={"moid": obj._moId, "connection_state_raw": raw_conn,
+                   "cpus": props.get("summary.hardware.numCpuCores"),
+                   "memory_mb": memory // (1024 * 1024) if memory else None},
+        )
+
+    def _vm_machine(self, obj, props):
+        raw = props.get("runtime.powerState", "unknown")
+        power = _VM_POWER.get(raw, model.UNKNOWN)
+        vm_conn = props.get("runtime.connectionState", "connected")
+        if vm_conn != "connected":
+            # vCenter only remembers the last state it saw: say so, keep the word
+            power, raw = model.UNKNOWN, "%s:%s" % (raw, vm_conn)
+        host_ref = props.get("runtime.host")
+        host = None
+        if host_ref is not None:
+            if host_ref._moId not in self.host_names:  # a host added since the last pass
+                self._index_hosts(self._retrieve(vms=False))
+            host = self.host_names.get(host_ref._moId)
+        heartbeat = _HEARTBEAT.get(props.get("guestHeartbeatStatus"), model.HB_UNKNOWN)
+        return model.Machine(
+            kind=model.VM, platform=PLATFORM, name=props.get("name"),
+            uuid=props.get("config.instanceUuid") or obj._moId, host=host,
+            cluster=self.host_clusters.get(host), power_state=power, power_state_raw=raw,
+            heartbeat=heartbeat if power == model.RUNNING else model.HB_UNKNOWN,
+            endpoint=self.endpoint(), handle=obj,
+            facts={"moid": obj._moId, "tools": props.get("guest.toolsRunningStatus"),
+                   "vcpus": props.get("summary.config.numCpu"),
+                   "memory_mb": props.get("summary.config.memorySizeMB")},
+        )
+
+    def list_inventory(self):
+        records = self._retrieve()
+        hosts = self._index_hosts(records)
+        vms = [self._vm_machine(obj, props) for obj, props in records
+               if isinstance(obj, vim.VirtualMachine)
+               and (self.include_templates or not props.get("config.template"))]
+        return model.Inventory(hosts=hosts, vms=vms)
+
+    def find(self, name=None, uuid=None):
+        if uuid:
+            obj = self._call("find by uuid", self.content.searchIndex.FindByUuid,
+                             None, uuid, vmSearch=True, instanceUuid=True)
+            if obj is None:
+                raise model.NotFound("vmware %s: no VM with instance uuid %s" % (self.label, uuid))
+            self._ensure_hosts()
+            return self._read_vm(obj)
+        return model.pick_one(self.list_inventory().vms, name=name, where=self.where())
+
+    def _read_vm(self, obj):
+        records = self._retrieve([obj], hosts=False)
+        if not records:
+            raise model.NotFound("vmware %s: VM %s is gone" % (self.label, obj._moId))
+        return self._vm_machine(*records[0])
+
+    def refresh(self, vm, heartbeat=False):
+        return self._read_vm(vm.handle)
+
+    # --- actions ---------------------------------------------------------
+    def _wait_task(self, task, doing, timeout=600):
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self._call(doing, getattr, task, "info")
+            if info.state == vim.TaskInfo.State.success:
+                return info.result
+            if info.state == vim.TaskInfo.State.error:
+                raise self._fault(info.error, doing) if isinstance(info.error, vmodl.MethodFault) \
+                    else model.VirtError("vmware %s: %s failed" % (self.label, doing), raw=str(info.error))
+            if time.monotonic() > deadline:
+                raise model.Timeout("vmware %s: task %s still %s after %ds" % (self.label, doing, info.state, timeout))
+            time.sleep(0.2)
+
+    def power(self, vm, action):
+        obj = vm.handle
+        doing = "%s %s" % (action, vm.name)
+        if action == base.SHUTDOWN:
+            self._call(doing, obj.ShutdownGuest)  # no task: the guest acts on its own time
+            return
+        method = {base.START: "PowerOnVM_Task", base.POWEROFF: "PowerOffVM_Task",
+                  base.RESET: "ResetVM_Task", base.SUSPEND: "SuspendVM_Task"}.get(action)
+        if method is None:
+            raise model.Unsupported("vmware: %s is not a vSphere power operation" % action)
+        self._wait_task(self._call(doing, getattr(obj, method)), doing)
+
+    def migrate(self, vm, host_name, timeout=3600):
+        """vMotion to the named host (RelocateVM with only a host in the spec)."""
+        self._ensure_hosts()
+        target = self.host_objs.get(host_name)
+        if target is None:
+            raise model.not_found("host", host_name, self.host_objs, self.where())
+        spec = vim.vm.RelocateSpec(host=target, pool=target.parent.resourcePool)
+        doing = "migrate %s to %s" % (vm.name, host_name)
+        self._wait_task(self._call(doing, vm.handle.RelocateVM_Task, spec), doing, timeout)
