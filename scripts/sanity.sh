@@ -18,7 +18,7 @@ fi
 
 work=.build/sanity/ansible_collections/virtops/unified
 rm -rf "$work" && mkdir -p "$work"
-git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$work"
+git ls-files -z --cached | xargs -0 cp --parents -t "$work"  # what a commit would hold
 cd "$work"
 git init -q && git add -A  # ansible-test lists files through git when present
 "$root/.venv/bin/ansible-test" sanity --venv --python "$py" --color no "$@"

@@ -57,6 +57,15 @@ POWER_RULES = {
     "mutually_exclusive": [("name", "uuid")],
 }
 
+MIGRATE_SPEC = dict(
+    CONNECTION_SPEC,
+    **TARGET_SPEC,
+    destination_host={"type": "str", "required": True},
+    expected_host={"type": "str"},
+    wait_timeout={"type": "int", "default": 3600},
+)
+MIGRATE_RULES = POWER_RULES
+
 INFO_SPEC = dict(CONNECTION_SPEC, **TARGET_SPEC, heartbeat={"type": "bool", "default": True})
 INFO_RULES = {"mutually_exclusive": [("name", "uuid")]}
 
@@ -83,6 +92,30 @@ def connect(params):
 def run_power(params, check_mode=False, progress=None):
     with connect(params) as drv:
         return power.apply(drv, params, check_mode=check_mode, progress=progress)
+
+
+def run_migrate(params, check_mode=False, progress=None):
+    """Move a running VM to another host of the same endpoint (vMotion)."""
+    begun = time.monotonic()
+    with connect(params) as drv:
+        if "migrate" not in drv.capabilities:
+            raise model.Unsupported("%s: live migration is not supported by virtops yet" % drv.platform)
+        vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
+        power.check_host(vm, params.get("expected_host"))
+        target = params["destination_host"]
+        result = {"changed": vm.host != target, "before": vm.summary(),
+                  "diff": {"before": {"host": vm.host}, "after": {"host": target}}}
+        if result["changed"] and not check_mode:
+            if progress:
+                progress("%s: migrating from %s to %s" % (vm.name, vm.host, target))
+            drv.migrate(vm, target, timeout=params.get("wait_timeout", 3600))
+            vm = drv.refresh(vm)
+            if vm.host != target:
+                raise model.VirtError("%s: migration to %s reported success but the VM is on %s"
+                                      % (vm.name, target, vm.host))
+        result["after"] = vm.summary()
+    result["elapsed"] = round(time.monotonic() - begun, 2)
+    return result
 
 
 def run_info(params):

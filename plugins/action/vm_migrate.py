@@ -1,0 +1,16 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+from ansible_collections.virtops.unified.plugins.module_utils import interface
+from ansible_collections.virtops.unified.plugins.plugin_utils.action import VirtActionBase
+
+
+class ActionModule(VirtActionBase):
+    SPEC = interface.MIGRATE_SPEC
+    RULES = interface.MIGRATE_RULES
+
+    def work(self, params):
+        return interface.run_migrate(params, check_mode=self._task.check_mode, progress=self.progress)

@@ -1,0 +1,101 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vm_migrate
+short_description: Live-migrate a VM to another host (vMotion)
+version_added: 0.1.0
+description:
+  - Moves a VM to O(destination_host), a host of the same endpoint, and waits until the
+    platform reports it there. A VM already on that host is left alone.
+  - Supported on vSphere (vMotion, storage unchanged). Other platforms fail with a clear
+    error and change nothing.
+  - Runs on the controller. Against a host of a virtops inventory no connection
+    options are needed.
+author:
+  - virtops maintainers (@virtops)
+extends_documentation_fragment:
+  - virtops.unified.connection
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+  action_group:
+    description: Use C(group/virtops.unified.vm) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership: [virtops.unified.vm]
+options:
+  name:
+    description: Name of the VM. Mutually exclusive with O(uuid).
+    type: str
+  uuid:
+    description: Stable id of the VM; filled from the targeted host's C(virt_uuid).
+    type: str
+  destination_host:
+    description: Inventory name of the host to move the VM to (the ESXi host name on vSphere).
+    type: str
+    required: true
+  expected_host:
+    description: Refuse, changing nothing, unless the VM currently runs on this host.
+    type: str
+  wait_timeout:
+    description: Seconds to wait for the migration to finish.
+    type: int
+    default: 3600
+seealso:
+  - module: virtops.unified.vm_power
+"""
+
+EXAMPLES = r"""
+- name: Move a VM off esx01 before maintenance
+  hosts: virt_host_esx01
+  gather_facts: false
+  serial: 1
+  tasks:
+    - name: vMotion to esx02
+      virtops.unified.vm_migrate:
+        destination_host: esx02
+        expected_host: esx01
+"""
+
+RETURN = r"""
+before:
+  description: The VM before the move.
+  returned: always
+  type: dict
+after:
+  description: The VM as read after the move; C(after.host) is the new host.
+  returned: always
+  type: dict
+elapsed:
+  description: Seconds the task took.
+  returned: always
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.unified.plugins.module_utils import interface
+from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
+
+
+def main():
+    module = AnsibleModule(argument_spec=interface.MIGRATE_SPEC, supports_check_mode=True, **interface.MIGRATE_RULES)
+    try:
+        result = interface.run_migrate(module.params, check_mode=module.check_mode)
+    except VirtError as exc:
+        module.fail_json(**interface.failure(exc))
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
