@@ -98,6 +98,7 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
 
     def populate(self, records):
         strict = self.get_option("strict")
+        compose, groups, keyed = (self.get_option(o) for o in ("compose", "groups", "keyed_groups"))
         names = self._inventory_names(records)
         for rec, name in zip(records, names):
             self.inventory.add_host(name)
@@ -105,10 +106,11 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
                 self.inventory.set_variable(name, var, value)
             self.inventory.add_child(self._group(KIND_GROUPS[rec["virt_kind"]]), name)
             self.inventory.add_child(self._group("virt_platform_%s" % rec["virt_platform"]), name)
-            host_vars = self.inventory.get_host(name).get_vars()
-            self._set_composite_vars(self.get_option("compose"), host_vars, name, strict=strict)
-            self._add_host_to_composed_groups(self.get_option("groups"), host_vars, name, strict=strict)
-            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), host_vars, name, strict=strict)
+            if compose or groups or keyed:  # get_vars() costs, at thousands of hosts
+                host_vars = self.inventory.get_host(name).get_vars()
+                self._set_composite_vars(compose, host_vars, name, strict=strict)
+                self._add_host_to_composed_groups(groups, host_vars, name, strict=strict)
+                self._add_host_to_keyed_groups(keyed, host_vars, name, strict=strict)
         # cluster -> host -> VMs, so that --graph reads as the impact of a host failure
         for rec, name in zip(records, names):
             if rec["virt_kind"] == model.VM and rec.get("virt_host"):

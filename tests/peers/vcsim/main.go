@@ -47,9 +47,19 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// hookType is the managed object type of the per-VM interceptor objects that
-// guest and power operations are routed to (see vmHook).
-const hookType = "VcsimPeerVM"
+// Interceptors.  Some calls are re-targeted (the request's _this type is
+// rewritten) to peer objects that live in a registry of their own, served on
+// a private SDK path (hookPath).  They must never be put in simulator.Map:
+// the simulator walks every object in Map (SearchIndex.FindByUuid,
+// FindByDnsName, FindByIp, FindByDatastorePath, Fetch on "ManagedEntity",
+// /about, ...) and panics on objects that do not embed a mo type, or
+// would hand their references to clients.
+const (
+	hookPath        = "/vcsimpeer-hooks"     // SDK path of the hook registry
+	hookType        = "VcsimPeerVM"          // per-VM hook (see vmHook); Value is the VM's moref
+	searchHookType  = "VcsimPeerSearchIndex" // see searchHook
+	searchHookValue = "SearchIndex"
+)
 
 // ---------------------------------------------------------------------------
 // peer state
@@ -63,7 +73,9 @@ type vmFlags struct {
 type peer struct {
 	model         *simulator.Model
 	svc           *simulator.Service
-	client        *vim25.Client // in-process client: goes through simulator locking, no auth
+	client        *vim25.Client       // in-process client: goes through simulator locking, no auth
+	hooks         *simulator.Registry // hook objects only (hookPath); never simulator.Map
+	relocMu       sync.Mutex          // serialises relocations (host/pool vm-list bookkeeping)
 	toolsDefault  bool
 	shutdownDelay time.Duration
 
@@ -259,14 +271,15 @@ func notFound(ref types.ManagedObjectReference) *soap.Fault {
 		&types.ManagedObjectNotFound{Obj: ref})
 }
 
-// hostState returns the connection state and maintenance mode of the VM's host.
+// hostRefState returns the connection state and maintenance mode of a host
+// (connected and not in maintenance when href is nil or not a host).
 // Lock order: VM then host (as the simulator's RelocateVM_Task does).
-func hostState(vm *simulator.VirtualMachine) (types.HostSystemConnectionState, bool, *types.ManagedObjectReference) {
-	if vm.Runtime.Host == nil {
+func hostRefState(href *types.ManagedObjectReference) (types.HostSystemConnectionState, bool, *types.ManagedObjectReference) {
+	if href == nil {
 		return types.HostSystemConnectionStateConnected, false, nil
 	}
-	href := *vm.Runtime.Host
-	host, ok := simulator.Map.Get(href).(*simulator.HostSystem)
+	ref := *href
+	host, ok := simulator.Map.Get(ref).(*simulator.HostSystem)
 	if !ok {
 		return types.HostSystemConnectionStateConnected, false, nil
 	}
@@ -276,18 +289,24 @@ func hostState(vm *simulator.VirtualMachine) (types.HostSystemConnectionState, b
 		cs = host.Runtime.ConnectionState
 		mm = host.Runtime.InMaintenanceMode
 	})
-	return cs, mm, &href
+	return cs, mm, &ref
 }
 
-func hostFault(vm *simulator.VirtualMachine, checkMaintenance bool) types.BaseMethodFault {
-	cs, mm, href := hostState(vm)
+// hostRefFault: what vCenter refuses an operation involving that host for.
+func hostRefFault(href *types.ManagedObjectReference, checkMaintenance bool) types.BaseMethodFault {
+	cs, mm, ref := hostRefState(href)
 	if cs != "" && cs != types.HostSystemConnectionStateConnected {
-		return &types.InvalidHostConnectionState{InvalidHostState: types.InvalidHostState{Host: href}}
+		return &types.InvalidHostConnectionState{InvalidHostState: types.InvalidHostState{Host: ref}}
 	}
 	if checkMaintenance && mm {
-		return &types.InvalidHostState{Host: href}
+		return &types.InvalidHostState{Host: ref}
 	}
 	return nil
+}
+
+// hostFault: hostRefFault for the VM's host (caller holds the VM's lock).
+func hostFault(vm *simulator.VirtualMachine, checkMaintenance bool) types.BaseMethodFault {
+	return hostRefFault(vm.Runtime.Host, checkMaintenance)
 }
 
 func disabled(vm *simulator.VirtualMachine, name string) bool {
@@ -319,11 +338,13 @@ func (h *vmHook) guestPrecheck(vm *simulator.VirtualMachine) *soap.Fault {
 }
 
 // delegate runs f as the simulator dispatcher would for a call on the VM:
-// VM lock held (by the caller) and ctx.Caller set to the VM.
+// VM lock held (by the caller), ctx.Caller set to the VM and ctx.Map set to
+// the simulator's registry (the hook call itself was dispatched with the
+// hook registry, and ctx.WithLock locks through ctx.Map).
 func delegate(ctx *simulator.Context, ref types.ManagedObjectReference, f func() soap.HasFault) soap.HasFault {
-	saved := ctx.Caller
-	ctx.Caller = &ref
-	defer func() { ctx.Caller = saved }()
+	savedCaller, savedMap := ctx.Caller, ctx.Map
+	ctx.Caller, ctx.Map = &ref, simulator.Map
+	defer func() { ctx.Caller, ctx.Map = savedCaller, savedMap }()
 	return f()
 }
 
@@ -564,53 +585,482 @@ func (h *vmHook) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task
 		func(f *soap.Fault) soap.HasFault { return &methods.SuspendVM_TaskBody{Fault_: f} })
 }
 
-var hookedMethods = map[string]bool{
-	"ShutdownGuest":   true,
-	"RebootGuest":     true,
-	"PowerOnVM_Task":  true,
-	"PowerOffVM_Task": true,
-	"ResetVM_Task":    true,
-	"SuspendVM_Task":  true,
+// ---------------------------------------------------------------------------
+// RelocateVM_Task (vMotion).  govmomi 0.24 sets runtime.host and resourcePool,
+// but it removes the target's own reference from the target host's, pool's
+// and datastore's vm lists (a no-op), never removes the VM from the source
+// lists and never adds it to the target ones; it also panics on a spec
+// reference of the wrong type.  The hook checks the spec and the hosts as
+// vCenter does, then moves the VM with the peer's own bookkeeping (moveVM).
+
+func (h *vmHook) RelocateVMTask(ctx *simulator.Context, req *types.RelocateVM_Task) soap.HasFault {
+	body := &methods.RelocateVM_TaskBody{}
+	vm, ref := h.vm()
+	if vm == nil {
+		body.Fault_ = notFound(ref)
+		return body
+	}
+	spec := req.Spec
+	// A reference to nothing is a fault of the call itself.
+	for _, r := range []*types.ManagedObjectReference{spec.Host, spec.Pool, spec.Datastore, spec.Folder} {
+		if r != nil && simulator.Map.Get(*r) == nil {
+			body.Fault_ = notFound(*r)
+			return body
+		}
+	}
+	var dis bool
+	var srcHost, srcPool *types.ManagedObjectReference
+	simulator.Map.WithLock(vm, func() {
+		dis = disabled(vm, "RelocateVM_Task")
+		srcHost, srcPool = copyRef(vm.Runtime.Host), copyRef(vm.ResourcePool)
+	})
+	if dis {
+		body.Fault_ = simulator.Fault("method is disabled", &types.MethodDisabled{})
+		return body
+	}
+	reply := func(task types.ManagedObjectReference) soap.HasFault {
+		body.Res = &types.RelocateVM_TaskResponse{Returnval: task}
+		return body
+	}
+
+	f := refTypeFault(spec.Datastore, "Datastore", "spec.datastore")
+	if f == nil {
+		f = refTypeFault(spec.Folder, "Folder", "spec.folder")
+	}
+	var target, pool types.ManagedObjectReference
+	if f == nil {
+		target, pool, f = relocationTarget(srcHost, srcPool, spec.Host, spec.Pool)
+	}
+	if f == nil {
+		f = hostRefFault(srcHost, false) // the VM's own host must be reachable
+	}
+	if f == nil {
+		f = hostRefFault(&target, true)
+	}
+	if f != nil {
+		return reply(failedTask(ref, "relocateVm", f))
+	}
+
+	task := simulator.CreateTask(vm, "relocateVm", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+		h.p.moveVM(vm, target, pool)
+		if spec.Datastore != nil {
+			h.p.moveDatastore(vm, *spec.Datastore)
+		}
+		if spec.Folder != nil {
+			t, err := object.NewFolder(h.p.client, *spec.Folder).MoveInto(context.Background(), []types.ManagedObjectReference{ref})
+			if err == nil {
+				err = t.Wait(context.Background())
+			}
+			if err != nil {
+				return nil, &types.InvalidArgument{InvalidProperty: "spec.folder"}
+			}
+		}
+		return nil, nil
+	})
+	return reply(task.Run())
 }
+
+func copyRef(r *types.ManagedObjectReference) *types.ManagedObjectReference {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
+}
+
+// refTypeFault: InvalidArgument when ref is set but is not a kind object.
+func refTypeFault(ref *types.ManagedObjectReference, kind, property string) types.BaseMethodFault {
+	if ref != nil && ref.Type != kind {
+		return &types.InvalidArgument{InvalidProperty: property}
+	}
+	return nil
+}
+
+// hostCR returns the compute resource (cluster or standalone) of a host.
+func hostCR(href types.ManagedObjectReference) types.ManagedObjectReference {
+	_, parent, ok := entityInfo(href)
+	if !ok || parent == nil {
+		return href
+	}
+	return *parent
+}
+
+// crInfo returns a compute resource's root pool and hosts.
+func crInfo(cr types.ManagedObjectReference) (*types.ManagedObjectReference, []types.ManagedObjectReference) {
+	var pool *types.ManagedObjectReference
+	var hosts []types.ManagedObjectReference
+	switch c := simulator.Map.Get(cr).(type) {
+	case *simulator.ClusterComputeResource:
+		simulator.Map.WithLock(c, func() { pool, hosts = copyRef(c.ResourcePool), append(hosts, c.Host...) })
+	case *mo.ComputeResource:
+		simulator.Map.WithLock(c, func() { pool, hosts = copyRef(c.ResourcePool), append(hosts, c.Host...) })
+	}
+	return pool, hosts
+}
+
+// relocationTarget works out the host and pool a VM on srcHost/srcPool ends
+// up on for a RelocateSpec with the given host and pool (either may be nil),
+// as vCenter does: the pool must belong to the host's compute resource; with
+// no pool the VM keeps its pool within a compute resource and goes to the
+// target's root pool across them; with only a pool in another compute
+// resource a connected host of it is picked, as DRS would.
+func relocationTarget(srcHost, srcPool, host, pool *types.ManagedObjectReference) (types.ManagedObjectReference, types.ManagedObjectReference, types.BaseMethodFault) {
+	var none types.ManagedObjectReference
+	if f := refTypeFault(host, "HostSystem", "spec.host"); f != nil {
+		return none, none, f
+	}
+	if f := refTypeFault(pool, "ResourcePool", "spec.pool"); f != nil {
+		return none, none, f
+	}
+	var target types.ManagedObjectReference
+	switch {
+	case host != nil:
+		target = *host
+	case pool != nil && (srcHost == nil || poolOwner(*pool) != hostCR(*srcHost)):
+		_, hosts := crInfo(poolOwner(*pool))
+		var names []string
+		byName := map[string]types.ManagedObjectReference{}
+		for _, h := range hosts {
+			if hostRefFault(&h, true) == nil {
+				name, _, _ := entityInfo(h)
+				names = append(names, name)
+				byName[name] = h
+			}
+		}
+		if len(names) == 0 {
+			return none, none, &types.InvalidArgument{InvalidProperty: "spec.host"}
+		}
+		sort.Strings(names)
+		target = byName[names[0]]
+	case srcHost != nil:
+		target = *srcHost
+	default:
+		return none, none, &types.InvalidArgument{InvalidProperty: "spec.host"}
+	}
+	cr := hostCR(target)
+	switch {
+	case pool != nil:
+		if poolOwner(*pool) != cr {
+			return none, none, &types.InvalidArgument{InvalidProperty: "spec.pool"}
+		}
+		return target, *pool, nil
+	case srcPool != nil && poolOwner(*srcPool) == cr:
+		return target, *srcPool, nil
+	}
+	root, _ := crInfo(cr)
+	if root == nil {
+		return none, none, &types.InvalidArgument{InvalidProperty: "spec.pool"}
+	}
+	return target, *root, nil
+}
+
+// moveVM puts the VM on host href in pool (both already checked): it sets
+// runtime.host, summary.runtime.host, resourcePool and the VM's connection
+// state (that of its new host), and fixes the vm lists of the old and new
+// hosts and pools.  Relocations are serialised, so the lists stay consistent
+// when SOAP and control API relocations race.
+func (p *peer) moveVM(vm *simulator.VirtualMachine, href, pool types.ManagedObjectReference) {
+	p.relocMu.Lock()
+	defer p.relocMu.Unlock()
+	vmcs := types.VirtualMachineConnectionStateConnected
+	if cs, _, _ := hostRefState(&href); cs != "" && cs != types.HostSystemConnectionStateConnected {
+		vmcs = types.VirtualMachineConnectionStateDisconnected
+	}
+	var oldHost, oldPool *types.ManagedObjectReference
+	simulator.Map.WithLock(vm, func() {
+		oldHost, oldPool = copyRef(vm.Runtime.Host), copyRef(vm.ResourcePool)
+		var changes []types.PropertyChange
+		if oldHost == nil || *oldHost != href {
+			changes = append(changes,
+				types.PropertyChange{Name: "runtime.host", Val: href},
+				types.PropertyChange{Name: "summary.runtime.host", Val: href})
+		}
+		if oldPool == nil || *oldPool != pool {
+			changes = append(changes, types.PropertyChange{Name: "resourcePool", Val: pool})
+		}
+		if vm.Runtime.ConnectionState != vmcs {
+			changes = append(changes,
+				types.PropertyChange{Name: "runtime.connectionState", Val: vmcs},
+				types.PropertyChange{Name: "summary.runtime.connectionState", Val: vmcs})
+		}
+		if len(changes) > 0 {
+			simulator.Map.Update(vm, changes)
+		}
+	})
+	self := vm.Self
+	if oldHost != nil && *oldHost != href {
+		vmListRemove(*oldHost, self)
+	}
+	vmListAdd(href, self)
+	if oldPool != nil && *oldPool != pool {
+		vmListRemove(*oldPool, self)
+	}
+	vmListAdd(pool, self)
+}
+
+// moveDatastore sets the VM's datastore list to ds and fixes the datastores'
+// vm lists.  The VM's files stay where they are.
+func (p *peer) moveDatastore(vm *simulator.VirtualMachine, ds types.ManagedObjectReference) {
+	var old []types.ManagedObjectReference
+	simulator.Map.WithLock(vm, func() {
+		old = append(old, vm.Datastore...)
+		if len(old) != 1 || old[0] != ds {
+			simulator.Map.Update(vm, []types.PropertyChange{{Name: "datastore", Val: []types.ManagedObjectReference{ds}}})
+		}
+	})
+	for _, o := range old {
+		if o != ds {
+			vmListRemove(o, vm.Self)
+		}
+	}
+	vmListAdd(ds, vm.Self)
+}
+
+// vmListRef returns the vm list of a host, pool or datastore (caller holds its lock).
+func vmListOf(obj mo.Reference) ([]types.ManagedObjectReference, bool) {
+	switch o := obj.(type) {
+	case *simulator.HostSystem:
+		return o.Vm, true
+	case *simulator.ResourcePool:
+		return o.Vm, true
+	case *simulator.Datastore:
+		return o.Vm, true
+	}
+	return nil, false
+}
+
+func vmListAdd(owner, vm types.ManagedObjectReference) {
+	obj := simulator.Map.Get(owner)
+	if obj == nil {
+		return
+	}
+	simulator.Map.WithLock(obj, func() {
+		list, ok := vmListOf(obj)
+		if !ok {
+			return
+		}
+		for _, r := range list {
+			if r == vm {
+				return
+			}
+		}
+		simulator.Map.Update(obj, []types.PropertyChange{{Name: "vm", Val: append(append([]types.ManagedObjectReference{}, list...), vm)}})
+	})
+}
+
+func vmListRemove(owner, vm types.ManagedObjectReference) {
+	obj := simulator.Map.Get(owner)
+	if obj == nil {
+		return
+	}
+	simulator.Map.WithLock(obj, func() {
+		list, ok := vmListOf(obj)
+		if !ok {
+			return
+		}
+		if out := without(list, vm); len(out) != len(list) {
+			simulator.Map.Update(obj, []types.PropertyChange{{Name: "vm", Val: out}})
+		}
+	})
+}
+
+// ---------------------------------------------------------------------------
+// searchHook: SearchIndex.FindByUuid and FindAllByUuid (the latter is missing
+// from govmomi 0.24).  Unlike the simulator's FindByUuid, the datacenter
+// argument limits the search, as on vCenter, and the first match is the same
+// on every call (lowest moref) instead of a random one.  UUIDs are compared
+// exactly, as the simulator does.
+
+type searchHook struct {
+	Self types.ManagedObjectReference
+}
+
+func (s *searchHook) Reference() types.ManagedObjectReference { return s.Self }
+
+func (s *searchHook) FindByUuid(req *types.FindByUuid) soap.HasFault {
+	body := &methods.FindByUuidBody{}
+	refs, f := findAllByUUID(req.Datacenter, req.Uuid, req.VmSearch, req.InstanceUuid)
+	if f != nil {
+		body.Fault_ = f
+		return body
+	}
+	body.Res = &types.FindByUuidResponse{}
+	if len(refs) > 0 {
+		body.Res.Returnval = &refs[0]
+	}
+	return body
+}
+
+func (s *searchHook) FindAllByUuid(req *types.FindAllByUuid) soap.HasFault {
+	body := &methods.FindAllByUuidBody{}
+	refs, f := findAllByUUID(req.Datacenter, req.Uuid, req.VmSearch, req.InstanceUuid)
+	if f != nil {
+		body.Fault_ = f
+		return body
+	}
+	body.Res = &types.FindAllByUuidResponse{Returnval: refs}
+	return body
+}
+
+func findAllByUUID(dc *types.ManagedObjectReference, uuid string, vmSearch bool, instance *bool) ([]types.ManagedObjectReference, *soap.Fault) {
+	if dc != nil {
+		obj := simulator.Map.Get(*dc)
+		if obj == nil {
+			return nil, notFound(*dc)
+		}
+		if _, ok := obj.(*simulator.Datacenter); !ok {
+			return nil, simulator.Fault("datacenter is not a Datacenter", &types.InvalidArgument{InvalidProperty: "datacenter"})
+		}
+	}
+	var out []types.ManagedObjectReference
+	if uuid == "" {
+		return out, nil
+	}
+	if vmSearch {
+		byInstance := instance != nil && *instance
+		for _, vm := range allVMs() {
+			var u string
+			simulator.Map.WithLock(vm, func() {
+				if vm.Config != nil {
+					u = vm.Config.Uuid
+					if byInstance {
+						u = vm.Config.InstanceUuid
+					}
+				}
+			})
+			if u == uuid {
+				out = append(out, vm.Self)
+			}
+		}
+	} else {
+		for _, h := range allHosts() {
+			var u string
+			simulator.Map.WithLock(h, func() {
+				if h.Summary.Hardware != nil {
+					u = h.Summary.Hardware.Uuid
+				}
+				if u == "" && h.Hardware != nil {
+					u = h.Hardware.SystemInfo.Uuid
+				}
+			})
+			if u == uuid {
+				out = append(out, h.Self)
+			}
+		}
+	}
+	if dc != nil {
+		kept := out[:0]
+		for _, r := range out {
+			if d := datacenterOf(r); d != nil && *d == *dc {
+				kept = append(kept, r)
+			}
+		}
+		out = kept
+	}
+	sort.Slice(out, func(i, j int) bool { return morefLess(out[i].Value, out[j].Value) })
+	return out, nil
+}
+
+// morefLess orders "vm-9" before "vm-10".
+func morefLess(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+func datacenterOf(ref types.ManagedObjectReference) *types.ManagedObjectReference {
+	cur := ref
+	for i := 0; i < 64; i++ {
+		_, parent, ok := entityInfo(cur)
+		if !ok || parent == nil {
+			return nil
+		}
+		if parent.Type == "Datacenter" {
+			return parent
+		}
+		cur = *parent
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// request routing to the hooks
+
+type hookRoute struct {
+	from  *regexp.Regexp // the _this type attribute the method is issued on
+	to    string         // hook type
+	perVM bool           // one hook per VM (Value = the VM's moref)
+}
+
+func typeAttr(kind string) *regexp.Regexp {
+	return regexp.MustCompile(`\btype\s*=\s*(["'])` + regexp.QuoteMeta(kind) + `(["'])`)
+}
+
+var (
+	vmRoute     = &hookRoute{from: typeAttr("VirtualMachine"), to: hookType, perVM: true}
+	searchRoute = &hookRoute{from: typeAttr("SearchIndex"), to: searchHookType}
+
+	hookedMethods = map[string]*hookRoute{
+		"ShutdownGuest":   vmRoute,
+		"RebootGuest":     vmRoute,
+		"PowerOnVM_Task":  vmRoute,
+		"PowerOffVM_Task": vmRoute,
+		"ResetVM_Task":    vmRoute,
+		"SuspendVM_Task":  vmRoute,
+		"RelocateVM_Task": vmRoute,
+		"FindByUuid":      searchRoute,
+		"FindAllByUuid":   searchRoute,
+	}
+)
 
 func (p *peer) ensureHook(id string) {
 	ref := types.ManagedObjectReference{Type: hookType, Value: id}
-	if simulator.Map.Get(ref) == nil {
-		simulator.Map.Put(&vmHook{Self: ref, p: p})
+	if p.hooks.Get(ref) == nil {
+		p.hooks.Put(&vmHook{Self: ref, p: p})
 	}
 }
 
 var (
 	reMethod = regexp.MustCompile(`<(?:[\w.-]+:)?Body\b[^>]*>\s*<(?:[\w.-]+:)?([A-Za-z_]+)\b`)
 	reThis   = regexp.MustCompile(`<_this\b([^>]*)>\s*([^<\s]+)\s*</_this>`)
-	reVMType = regexp.MustCompile(`\btype\s*=\s*(["'])VirtualMachine(["'])`)
 )
 
-// rewrite re-targets hooked VirtualMachine methods to the VM's hook object.
-func (p *peer) rewrite(body []byte) []byte {
+// rewrite re-targets hooked methods to their hook object (by changing the
+// type of _this); hooked reports whether it did, and the request must then
+// go to hookPath.
+func (p *peer) rewrite(body []byte) (out []byte, hooked bool) {
 	m := reMethod.FindSubmatch(body)
-	if m == nil || !hookedMethods[string(m[1])] {
-		return body
+	if m == nil {
+		return body, false
+	}
+	route := hookedMethods[string(m[1])]
+	if route == nil {
+		return body, false
 	}
 	loc := reThis.FindSubmatchIndex(body)
 	if loc == nil {
-		return body
+		return body, false
 	}
 	attrs := body[loc[2]:loc[3]]
-	if !reVMType.Match(attrs) {
-		return body
+	if !route.from.Match(attrs) {
+		return body, false
 	}
 	id := string(body[loc[4]:loc[5]])
-	if getVM(id) == nil {
-		return body // let the simulator report ManagedObjectNotFound
+	if route.perVM {
+		if getVM(id) == nil {
+			return body, false // let the simulator report ManagedObjectNotFound
+		}
+		p.ensureHook(id)
+	} else if p.hooks.Get(types.ManagedObjectReference{Type: route.to, Value: id}) == nil {
+		return body, false
 	}
-	p.ensureHook(id)
-	newAttrs := reVMType.ReplaceAll(attrs, []byte("type=${1}"+hookType+"${2}"))
-	out := make([]byte, 0, len(body)+16)
+	newAttrs := route.from.ReplaceAll(attrs, []byte("type=${1}"+route.to+"${2}"))
+	out = make([]byte, 0, len(body)+16)
 	out = append(out, body[:loc[2]]...)
 	out = append(out, newAttrs...)
 	out = append(out, body[loc[3]:]...)
-	return out
+	return out, true
 }
 
 func (p *peer) soapHandler(next http.Handler) http.Handler {
@@ -622,7 +1072,12 @@ func (p *peer) soapHandler(next http.Handler) http.Handler {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			body = p.rewrite(body)
+			var hooked bool
+			if body, hooked = p.rewrite(body); hooked {
+				u := *r.URL
+				u.Path, u.RawPath = hookPath, ""
+				r.URL = &u
+			}
 			r.Body = ioutil.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 		}
@@ -1017,68 +1472,17 @@ func (p *peer) move(vm *simulator.VirtualMachine, folder string) error {
 
 // relocate moves the VM to another host behind the client's back (as DRS or
 // an operator would): runtime.host, the hosts' vm lists and, across compute
-// resources, the resource pool.  The simulator's RelocateVM_Task is not used:
-// in 0.24 it removes the wrong reference from the source host's vm list and
-// never adds the VM to the target host's.
+// resources, the resource pool (see moveVM).  No checks on the hosts' states.
 func (p *peer) relocate(vm *simulator.VirtualMachine, h *simulator.HostSystem) error {
-	var newPool *types.ManagedObjectReference
-	_, hparent, _ := entityInfo(h.Self)
-	if hparent != nil {
-		switch cr := simulator.Map.Get(*hparent).(type) {
-		case *simulator.ClusterComputeResource:
-			simulator.Map.WithLock(cr, func() { newPool = cr.ResourcePool })
-		case *mo.ComputeResource:
-			simulator.Map.WithLock(cr, func() { newPool = cr.ResourcePool })
-		}
-	}
-	var oldHost, oldPool *types.ManagedObjectReference
+	var srcHost, srcPool *types.ManagedObjectReference
+	simulator.Map.WithLock(vm, func() { srcHost, srcPool = copyRef(vm.Runtime.Host), copyRef(vm.ResourcePool) })
 	href := h.Self
-	simulator.Map.WithLock(vm, func() {
-		oldHost, oldPool = vm.Runtime.Host, vm.ResourcePool
-		changes := []types.PropertyChange{
-			{Name: "runtime.host", Val: href},
-			{Name: "summary.runtime.host", Val: href},
-		}
-		if newPool != nil && (oldPool == nil || !sameCR(*oldPool, *newPool)) {
-			changes = append(changes, types.PropertyChange{Name: "resourcePool", Val: *newPool})
-		} else {
-			newPool = nil
-		}
-		simulator.Map.Update(vm, changes)
-	})
-	vmSelf := vm.Self
-	if oldHost == nil || *oldHost != href {
-		if oldHost != nil {
-			if oh, ok := simulator.Map.Get(*oldHost).(*simulator.HostSystem); ok {
-				simulator.Map.WithLock(oh, func() {
-					simulator.Map.Update(oh, []types.PropertyChange{{Name: "vm", Val: without(oh.Vm, vmSelf)}})
-				})
-			}
-		}
-		simulator.Map.WithLock(h, func() {
-			simulator.Map.Update(h, []types.PropertyChange{{Name: "vm", Val: append(without(h.Vm, vmSelf), vmSelf)}})
-		})
+	target, pool, f := relocationTarget(srcHost, srcPool, &href, nil)
+	if f != nil {
+		return errf(http.StatusConflict, "relocate to %s: %T", h.Self.Value, f)
 	}
-	if newPool != nil {
-		if oldPool != nil {
-			if op, ok := simulator.Map.Get(*oldPool).(*simulator.ResourcePool); ok {
-				simulator.Map.WithLock(op, func() {
-					simulator.Map.Update(op, []types.PropertyChange{{Name: "vm", Val: without(op.Vm, vmSelf)}})
-				})
-			}
-		}
-		if np, ok := simulator.Map.Get(*newPool).(*simulator.ResourcePool); ok {
-			simulator.Map.WithLock(np, func() {
-				simulator.Map.Update(np, []types.PropertyChange{{Name: "vm", Val: append(without(np.Vm, vmSelf), vmSelf)}})
-			})
-		}
-	}
+	p.moveVM(vm, target, pool)
 	return nil
-}
-
-// sameCR reports whether two resource pools belong to the same compute resource.
-func sameCR(a, b types.ManagedObjectReference) bool {
-	return poolOwner(a) == poolOwner(b)
 }
 
 func poolOwner(ref types.ManagedObjectReference) types.ManagedObjectReference {
@@ -1492,10 +1896,17 @@ func main() {
 		fail(err)
 	}
 
-	// guest state of the model's VMs, and a hook object per VM
+	// Hook objects live in a registry of their own (see hookPath); per-VM
+	// hooks are created when a call is first routed to them.
+	p.hooks = simulator.NewRegistry()
+	p.hooks.Path = hookPath
+	p.hooks.Put(&searchHook{Self: types.ManagedObjectReference{Type: searchHookType, Value: searchHookValue}})
+	if si := p.client.ServiceContent.SearchIndex; si == nil || si.Value != searchHookValue {
+		fail(fmt.Errorf("unexpected SearchIndex reference %v", si))
+	}
+
+	// guest state of the model's VMs
 	for _, vm := range allVMs() {
-		id := vm.Self.Value
-		p.ensureHook(id)
 		simulator.Map.WithLock(vm, func() {
 			if vm.GuestHeartbeatStatus == "" {
 				simulator.Map.Update(vm, []types.PropertyChange{{Name: "guestHeartbeatStatus", Val: types.ManagedEntityStatusGray}})
@@ -1514,6 +1925,7 @@ func main() {
 	// request rewriter, and close the simulator's own listener.
 	inner := svc.NewServer()
 	certs := inner.TLS.Certificates
+	svc.RegisterSDK(p.hooks) // on svc.ServeMux, at hookPath
 	mux := svc.ServeMux
 	inner.Close()
 
