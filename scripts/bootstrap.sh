@@ -9,7 +9,7 @@ profile=${1:-test}
 cd "$root"
 
 apt_lists=(scripts/apt-demo.txt)
-pip_req=requirements.txt
+pip_req=requirements-run.txt
 if [ "$profile" = test ]; then
   apt_lists+=(scripts/apt-test.txt tests/peers/libvirt/apt-packages.txt)
   pip_req=requirements-test.txt
