@@ -249,10 +249,11 @@ func (pc *peerPC) Fetch(ctx *simulator.Context, req interface{}) (res soap.HasFa
 }
 
 // ---------------------------------------------------------------------------
-// vmHook: guest and power operations on VirtualMachine are re-targeted (by
-// rewriting the request's _this type) to a per-VM hook object, which applies
-// the peer's rules and then delegates to the simulator's own implementation
-// while holding the VM's lock, exactly as the simulator's dispatcher would.
+// vmHook: guest and power operations and RelocateVM_Task on VirtualMachine
+// are re-targeted (by rewriting the request's _this type, see rewrite) to a
+// per-VM hook object in p.hooks, which applies the peer's rules and then
+// delegates to the simulator's own implementation while holding the VM's
+// lock, exactly as the simulator's dispatcher would.
 
 type vmHook struct {
 	Self types.ManagedObjectReference

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Smoke check of the vcsim test peer with pyVmomi (not collected by pytest).
 
 Usage: smoke_pyvmomi.py [path/to/vcsim]   (default: build it with build.sh)
@@ -78,6 +78,229 @@ def task_error(task):
     except vmodl.MethodFault as e:
         return e
     return None
+
+
+def poll(task, timeout=10):
+    """Wait for a task by polling task.info, as the collection's driver does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = task.info
+        if info.state in ("success", "error"):
+            return info
+        if time.monotonic() > deadline:
+            raise AssertionError("task %s still %s" % (task._moId, info.state))
+        time.sleep(0.05)
+
+
+# the collection's driver reads these (plugins/module_utils/vmware_driver.py)
+VM_PROPS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "runtime.host",
+            "runtime.connectionState", "guestHeartbeatStatus", "guest.toolsRunningStatus",
+            "summary.config.numCpu", "summary.config.memorySizeMB"]
+
+
+def read_objects(si, objs, vimtype=vim.VirtualMachine, props=VM_PROPS):
+    """RetrievePropertiesEx with one ObjectSpec per object and no traversal."""
+    pc = vmodl.query.PropertyCollector
+    spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o, skip=False) for o in objs],
+                         propSet=[pc.PropertySpec(type=vimtype, pathSet=props)])
+    res = si.content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions(maxObjects=1000))
+    return {oc.obj: {p.name: p.val for p in oc.propSet} for oc in (res.objects if res else [])}
+
+
+def placement_consistent(si, base):
+    """SOAP runtime.host vs host.vm vs pool.vm vs control /state, for every VM and host."""
+    vms = bulk(si, vim.VirtualMachine, ["name", "runtime.host", "resourcePool"])
+    hosts = bulk(si, vim.HostSystem, ["name", "vm"])
+    pools = bulk(si, vim.ResourcePool, ["vm"])
+    problems = []
+    for h, hp in hosts.items():
+        want = sorted(v._moId for v, p in vms.items() if p["runtime.host"] == h)
+        if sorted(v._moId for v in hp["vm"]) != want:
+            problems.append("host %s lists %s, VMs on it %s" % (hp["name"], [v._moId for v in hp["vm"]], want))
+    for rp, pp in pools.items():
+        want = sorted(v._moId for v, p in vms.items() if p["resourcePool"] == rp)
+        if sorted(v._moId for v in pp["vm"]) != want:
+            problems.append("pool %s lists %s, VMs in it %s" % (rp._moId, [v._moId for v in pp["vm"]], want))
+    state = ctl(base, "/state")
+    hname = {h._moId: p["name"] for h, p in hosts.items()}
+    for v in state["vms"]:
+        soap_host = [p["runtime.host"]._moId for vm, p in vms.items() if vm._moId == v["moref"]]
+        if soap_host != [v["hostMoref"]] or hname[v["hostMoref"]] != v["host"]:
+            problems.append("/state says %s is on %s, SOAP %s" % (v["moref"], v["host"], soap_host))
+    for h in state["hosts"]:
+        want = sorted(v["name"] for v in state["vms"] if v["host"] == h["name"])
+        if sorted(h["vms"]) != want:
+            problems.append("/state host %s lists %s, VMs on it %s" % (h["name"], h["vms"], want))
+    return problems
+
+
+def standard_calls(si, base):
+    """The vSphere calls pyVmomi clients make, with the peer's hooks in place
+    (every VM has been the target of a hooked call by now)."""
+    content = si.RetrieveContent()
+    idx = content.searchIndex
+    dc = content.rootFolder.childEntity[0]
+    # a hooked call on every VM first, so that each VM has its hook object
+    for v in ctl(base, "/state")["vms"]:
+        if v["powerState"] != "poweredOn":  # the control API skips the maintenance-mode check
+            ctl(base, "/vm/%s/power" % v["moref"], {"state": "poweredOn"})
+        WaitForTask(vim.VirtualMachine(v["moref"], si._stub).ResetVM_Task())
+    vms = {v["moref"]: v for v in ctl(base, "/state")["vms"]}
+
+    # SearchIndex
+    found = {m: idx.FindByUuid(None, v["instanceUuid"], True, True) for m, v in vms.items()}
+    check(all(o is not None and o._moId == m for m, o in found.items()),
+          "FindByUuid(None, instanceUuid, vmSearch=True, instanceUuid=True) finds each of %d VMs" % len(vms))
+    found = {m: idx.FindByUuid(None, v["uuid"], True, False) for m, v in vms.items()}
+    check(all(o is not None and o._moId == m for m, o in found.items()), "FindByUuid(instanceUuid=False): BIOS uuid")
+    found = {m: idx.FindByUuid(uuid=v["uuid"], vmSearch=True) for m, v in vms.items()}
+    check(all(o is not None and o._moId == m for m, o in found.items()), "FindByUuid without instanceUuid: BIOS uuid")
+    one = next(iter(vms.values()))
+    check(idx.FindByUuid(dc, one["instanceUuid"], True, True)._moId == one["moref"], "FindByUuid with datacenter=DC0")
+    check(idx.FindByUuid(None, "00000000-0000-0000-0000-000000000000", True, True) is None, "FindByUuid of an unknown uuid: None")
+    check(idx.FindByUuid(None, one["uuid"], True, True) is None, "FindByUuid: a BIOS uuid is not an instance uuid")
+    all_found = idx.FindAllByUuid(None, one["instanceUuid"], True, True)
+    check([o._moId for o in all_found] == [one["moref"]], "FindAllByUuid (instanceUuid)")
+    check(list(idx.FindAllByUuid(None, "nope", True, False)) == [], "FindAllByUuid of an unknown uuid: []")
+    hosts = bulk(si, vim.HostSystem, ["name", "hardware.systemInfo.uuid"])
+    h0 = next(h for h, p in hosts.items() if p["name"] == "DC0_C0_H0")
+    check(idx.FindByUuid(None, hosts[h0]["hardware.systemInfo.uuid"], False) == h0, "FindByUuid(vmSearch=False): host")
+    plain = [v for v in vms.values() if "/" not in v["path"][len("/DC0/vm/"):]]
+    check(plain and all(getattr(idx.FindByInventoryPath(v["path"]), "_moId", None) == v["moref"] for v in plain),
+          "FindByInventoryPath of %d VMs (%s, ...)" % (len(plain), plain[0]["path"]))
+    check(idx.FindByInventoryPath("/DC0/host/DC0_C0/DC0_C0_H0") == h0, "FindByInventoryPath of a host")
+    check(idx.FindByInventoryPath("/DC0/vm/no such VM") is None, "FindByInventoryPath of nothing: None")
+    vm0 = vim.VirtualMachine(one["moref"], si._stub)
+    check(idx.FindByDatastorePath(dc, vm0.config.files.vmPathName) == vm0, "FindByDatastorePath")
+    check(idx.FindByDnsName(None, "nosuch.example.com", True) is None and
+          idx.FindByDnsName(None, "nosuch.example.com", False) is None, "FindByDnsName (VM and host): None")
+    check(idx.FindByIp(None, "192.0.2.1", True) is None and idx.FindByIp(None, "192.0.2.1", False) is None,
+          "FindByIp (VM and host): None")
+    check(list(idx.FindAllByDnsName(None, "nosuch.example.com", True)) == [] and
+          list(idx.FindAllByIp(None, "192.0.2.1", True)) == [], "FindAllByDnsName, FindAllByIp: []")
+    check(idx.FindChild(dc, "vm") == dc.vmFolder, "FindChild")
+
+    # PropertyCollector: one VM, no traversal (as the driver reads a VM after FindByUuid)
+    got = read_objects(si, [vm0])
+    p = got.get(vm0, {})
+    check(list(got) == [vm0] and p.get("config.instanceUuid") == one["instanceUuid"] and p.get("name") == one["name"]
+          and p.get("runtime.host")._moId == one["hostMoref"] and p.get("runtime.powerState") == "poweredOn"
+          and p.get("guest.toolsRunningStatus") == "guestToolsRunning" and p.get("config.template") is False,
+          "RetrievePropertiesEx of one VM (ObjectSpec, no traversal): %d props" % len(p))
+    objs = [vim.VirtualMachine(m, si._stub) for m in vms]
+    got = read_objects(si, objs, props=["name", "runtime.host"])
+    check(sorted(o._moId for o in got) == sorted(vms) and
+          all(got[o]["runtime.host"]._moId == vms[o._moId]["hostMoref"] for o in got), "RetrievePropertiesEx of all VMs by ObjectSpec")
+    got = read_objects(si, [h0], vim.HostSystem, ["name", "vm", "runtime.connectionState"])
+    check(got[h0]["name"] == "DC0_C0_H0", "RetrievePropertiesEx of one host")
+    check(vm0.summary.config.instanceUuid == one["instanceUuid"] and vm0.runtime.host._moId == one["hostMoref"],
+          "single-property reads (summary, runtime)")
+
+    # ContainerView
+    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+    check(sorted(v._moId for v in view.view) == sorted(vms), "CreateContainerView: %d VMs" % len(view.view))
+    view.Destroy()
+    try:
+        view.view
+        check(False, "a destroyed ContainerView is gone")
+    except vmodl.fault.ManagedObjectNotFound:
+        check(True, "ContainerView.Destroy: the view is gone (ManagedObjectNotFound)")
+    everything = bulk(si, vim.ManagedEntity, ["name"])
+    check(len(everything) > len(vms) + len(hosts) and
+          all(type(o).__name__.startswith("vim.") for o in everything), "ContainerView of every ManagedEntity")
+
+    # power tasks, polled through task.info
+    vm = vim.VirtualMachine(next(m for m, v in vms.items() if v["name"] == "DC0_H0_VM1"), si._stub)
+    task = vm.SuspendVM_Task()
+    info = poll(task)
+    check(info.state == "success" and info.entity == vm and vm.runtime.powerState == "suspended"
+          and vm.guest.toolsRunningStatus == "guestToolsNotRunning", "SuspendVM_Task (task.info: success, entity)")
+    info = poll(vm.ResetVM_Task())
+    check(info.state == "error" and isinstance(info.error, vim.fault.InvalidPowerState),
+          "ResetVM_Task of a suspended VM: task.info.error %s" % type(info.error).__name__)
+    info = poll(vm.PowerOnVM_Task())
+    check(info.state == "success" and vm.runtime.powerState == "poweredOn", "PowerOnVM_Task resumes it")
+    info = poll(vm.PowerOnVM_Task())
+    check(info.state == "error" and isinstance(info.error, vim.fault.InvalidPowerState), "PowerOnVM_Task when on: InvalidPowerState")
+    info = poll(vm.ResetVM_Task())
+    check(info.state == "success" and vm.runtime.powerState == "poweredOn" and
+          vm.guest.toolsRunningStatus == "guestToolsRunning", "ResetVM_Task of a powered-on VM")
+    vm.RebootGuest()
+    check(vm.runtime.powerState == "poweredOn", "RebootGuest: accepted, VM stays on")
+    vm.ShutdownGuest()
+    check(vm.runtime.powerState == "poweredOff", "ShutdownGuest: off")
+    try:
+        vm.RebootGuest()
+        check(False, "RebootGuest of a powered-off VM refused")
+    except vim.fault.InvalidPowerState:
+        check(True, "RebootGuest of a powered-off VM: InvalidPowerState")
+    info = poll(vm.PowerOffVM_Task())
+    check(info.state == "error" and isinstance(info.error, vim.fault.InvalidPowerState), "PowerOffVM_Task when off: InvalidPowerState")
+    info = poll(vm.PowerOnVM_Task())
+    check(info.state == "success" and vm.runtime.powerState == "poweredOn", "PowerOnVM_Task")
+
+    # Rename_Task
+    name = vm.name
+    info = poll(vm.Rename_Task("smoke renamed"))
+    check(info.state == "success" and vm.name == "smoke renamed" and ctl(base, "/vm/" + vm._moId)["name"] == "smoke renamed",
+          "Rename_Task (SOAP and /state agree)")
+    check(idx.FindByInventoryPath("/DC0/vm/smoke renamed") == vm, "FindByInventoryPath after a rename")
+    sibling = next(v["name"] for v in vms.values() if v["path"] == "/DC0/vm/" + v["name"] and v["moref"] != vm._moId)
+    info = poll(vm.Rename_Task(sibling))
+    check(info.state == "error" and vm.name == "smoke renamed",
+          "Rename_Task to a sibling's name fails (%s)" % type(info.error).__name__)
+    poll(vm.Rename_Task(name))
+
+    # RelocateVM_Task as the driver's migrate() issues it
+    by_host = {p["name"]: h for h, p in hosts.items()}
+
+    def migrate(vm, host_name, pool=True):
+        target = by_host[host_name]
+        spec = vim.vm.RelocateSpec(host=target, pool=target.parent.resourcePool) if pool else vim.vm.RelocateSpec(host=target)
+        return poll(vm.RelocateVM_Task(spec))
+
+    vm = vim.VirtualMachine(next(m for m, v in vms.items() if v["name"] == "DC0_C0_RP0_VM0"), si._stub)
+    src = vm.runtime.host
+    dst = next(n for n in ("DC0_C0_H0", "DC0_C0_H2") if by_host[n] != src)
+    info = migrate(vm, dst)
+    check(info.state == "success" and vm.runtime.host == by_host[dst] and vm.summary.runtime.host == by_host[dst],
+          "RelocateVM_Task(host, pool) within a cluster: runtime.host is %s" % dst)
+    check(vm in by_host[dst].vm and vm not in src.vm, "RelocateVM_Task: target host lists the VM, source host does not")
+    check(ctl(base, "/vm/" + vm._moId)["host"] == dst, "RelocateVM_Task: /state agrees")
+    info = migrate(vm, "DC0_C1_H0")
+    check(info.state == "success" and vm.runtime.host.name == "DC0_C1_H0" and vm.resourcePool.owner.name == "DC0_C1"
+          and vm in vm.resourcePool.vm, "RelocateVM_Task across clusters: host and pool")
+    info = migrate(vm, "DC0_H0")
+    check(info.state == "success" and vm.runtime.host.name == "DC0_H0" and vm.resourcePool == by_host["DC0_H0"].parent.resourcePool,
+          "RelocateVM_Task to a standalone host")
+    info = migrate(vm, "DC0_C0_H2", pool=False)
+    check(info.state == "success" and vm.runtime.host.name == "DC0_C0_H2" and vm.resourcePool.owner.name == "DC0_C0",
+          "RelocateVM_Task with only a host: the target cluster's root pool")
+    vm.ShutdownGuest()
+    WaitForTask(vm.PowerOnVM_Task())
+    check(vm.runtime.powerState == "poweredOn", "guest/power calls still work after a relocation")
+    problems = placement_consistent(si, base)
+    check(problems == [], "after RelocateVM_Task: every host's and pool's vm list matches runtime.host, "
+                          "and /state agrees %s" % (problems or ""))
+
+    before = (vm.runtime.host, vm.resourcePool)
+    info = migrate(vm, "DC0_C0_H1")  # in maintenance mode since the start
+    check(info.state == "error" and isinstance(info.error, vim.fault.InvalidHostState), "relocate to a host in maintenance mode: InvalidHostState")
+    ctl(base, "/host/DC0_C1_H1/connection", {"state": "disconnected"})
+    info = migrate(vm, "DC0_C1_H1")
+    check(info.state == "error" and isinstance(info.error, vim.fault.InvalidHostConnectionState),
+          "relocate to a disconnected host: InvalidHostConnectionState")
+    ctl(base, "/host/DC0_C1_H1/connection", {"state": "connected"})
+    info = poll(vm.RelocateVM_Task(vim.vm.RelocateSpec(host=by_host["DC0_C0_H0"], pool=by_host["DC0_C1_H0"].parent.resourcePool)))
+    check(info.state == "error" and isinstance(info.error, vmodl.fault.InvalidArgument),
+          "relocate with a pool of another cluster: InvalidArgument")
+    check((vm.runtime.host, vm.resourcePool) == before and placement_consistent(si, base) == [],
+          "failed relocations change nothing")
+
+    # and the search index still works with all the hooks in place
+    state = ctl(base, "/state")
+    check(all(getattr(idx.FindByUuid(None, v["instanceUuid"], True, True), "_moId", None) == v["moref"] for v in state["vms"]),
+          "FindByUuid still finds every VM at the end")
 
 
 def main():
@@ -196,6 +419,9 @@ def main():
         check(hung.runtime.host.name == target, "relocate: runtime.host is now " + target)
         check(hung.resourcePool.owner.name == "DC0_C1", "relocate across clusters moves the resource pool")
         check(hung in hung.runtime.host.vm, "relocate: target host lists the VM")
+        check(placement_consistent(si, base) == [], "control relocate: host/pool vm lists consistent")
+
+        standard_calls(si, base)
 
         Disconnect(si)
     finally:
