@@ -20,6 +20,10 @@ hypervisors:
   - {name: kvm03, uri: "test://$root/demo/lab/kvm03.xml", cluster: dev}
 YAML
 
+# the demo keeps its own audit log and locks (a fresh restart budget each run)
+export VIRTOPS_AUDIT_LOG="$root/.build/demo/audit.jsonl" VIRTOPS_LOCK_DIR="$root/.build/demo/locks"
+rm -f "$VIRTOPS_AUDIT_LOG"
+
 step() { printf '\n\033[1m==> %s\033[0m\n$ %s\n' "$1" "$2"; eval "$2"; }
 
 step "Where does each VM run? (cluster -> hypervisor -> VMs, read live)" \
@@ -32,4 +36,5 @@ step "Restart VM web02 for real" \
   "ansible-playbook -i $inv playbooks/restart_vm.yml -e target=web02 -e 'reason=demo'"
 step "A name that matches two VMs is refused (nothing is touched)" \
   "ansible-playbook -i $inv playbooks/restart_vm.yml -e target=web01 || true"
+step "Every power action left one line in the audit log" "tail -n 1 \"\$VIRTOPS_AUDIT_LOG\""
 printf '\nDemo done. Inventory: %s\n' "$inv"

@@ -12,5 +12,5 @@ class ActionModule(VirtActionBase):
     SPEC = interface.INFO_SPEC
     RULES = interface.INFO_RULES
 
-    def work(self, params):
+    def work(self, params, task_vars):
         return interface.run_info(params)

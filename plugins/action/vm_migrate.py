@@ -11,6 +11,7 @@ from ansible_collections.virtops.unified.plugins.plugin_utils.action import Virt
 class ActionModule(VirtActionBase):
     SPEC = interface.MIGRATE_SPEC
     RULES = interface.MIGRATE_RULES
+    AUDITED = True
 
-    def work(self, params):
+    def work(self, params, task_vars):
         return interface.run_migrate(params, check_mode=self._task.check_mode, progress=self.progress)

@@ -14,7 +14,7 @@ import time
 import traceback
 
 from ansible.module_utils.common.parameters import env_fallback
-from ansible_collections.virtops.unified.plugins.module_utils import model, power
+from ansible_collections.virtops.unified.plugins.module_utils import model, power, runbook
 from ansible_collections.virtops.unified.plugins.module_utils.libvirt_driver import LibvirtDriver
 from ansible_collections.virtops.unified.plugins.module_utils.vmware_driver import VmwareDriver
 
@@ -51,6 +51,7 @@ POWER_SPEC = dict(
     wait_timeout={"type": "int", "default": 300},
     wait_for_heartbeat={"type": "bool", "default": False},
     expected_host={"type": "str"},
+    reason={"type": "str", "default": ""},
 )
 POWER_RULES = {
     "required_one_of": [("name", "uuid")],
@@ -62,9 +63,24 @@ MIGRATE_SPEC = dict(
     **TARGET_SPEC,
     destination_host={"type": "str", "required": True},
     expected_host={"type": "str"},
+    reason={"type": "str", "default": ""},
     wait_timeout={"type": "int", "default": 3600},
 )
 MIGRATE_RULES = POWER_RULES
+
+GUARD_SPEC = dict(
+    TARGET_SPEC,
+    state={"type": "str", "default": "locked", "choices": ["locked", "unlocked"]},
+    runbook={"type": "str", "default": "runbook"},
+    token={"type": "str", "no_log": False},
+    max_actions={"type": "int", "default": 3},
+    window={"type": "int", "default": 86400},
+    count_states={"type": "list", "elements": "str", "default": ["restarted", "reset"]},
+    lock_dir={"type": "path", "default": runbook.DEFAULT_LOCK_DIR, "fallback": (env_fallback, ["VIRTOPS_LOCK_DIR"])},
+    stale_after={"type": "int", "default": 3600},
+    audit_log={"type": "path", "default": runbook.DEFAULT_AUDIT_LOG, "fallback": (env_fallback, ["VIRTOPS_AUDIT_LOG"])},
+)
+GUARD_RULES = {"required_one_of": [("name", "uuid")], "required_if": [("state", "unlocked", ("token",))]}
 
 INFO_SPEC = dict(CONNECTION_SPEC, **TARGET_SPEC, heartbeat={"type": "bool", "default": True})
 INFO_RULES = {"mutually_exclusive": [("name", "uuid")]}
@@ -115,6 +131,25 @@ def run_migrate(params, check_mode=False, progress=None):
                                       % (vm.name, target, vm.host))
         result["after"] = vm.summary()
     result["elapsed"] = round(time.monotonic() - begun, 2)
+    return result
+
+
+def run_guard(params, who, check_mode=False):
+    """Take (or give back) the per-VM runbook lock, after checking the rate limit."""
+    vm_id = params.get("uuid") or params.get("name")
+    if params["state"] == "unlocked":
+        released = check_mode or runbook.release_lock(params["lock_dir"], vm_id, params["token"])
+        return {"changed": bool(released), "locked": False}
+    done = runbook.check_rate(params["audit_log"], vm_id, params.get("name") or vm_id,
+                              params["count_states"], params["max_actions"], params["window"])
+    result = {"changed": not check_mode, "recent_actions": len(done), "locked": not check_mode}
+    if not check_mode:
+        owner = {"runbook": params["runbook"], "who": who, "vm": params.get("name") or vm_id}
+        token, path, taken_over = runbook.acquire_lock(params["lock_dir"], vm_id, owner, params["stale_after"])
+        result.update(token=token, lock=path)
+        if taken_over:
+            result["warnings"] = ["took over a stale lock on %s held by %s since %s"
+                                  % (vm_id, taken_over.get("who"), taken_over.get("time"))]
     return result
 
 

@@ -16,7 +16,9 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.virtops.unified.plugins.module_utils import interface
+import getpass
+
+from ansible_collections.virtops.unified.plugins.module_utils import interface, runbook
 from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
 
 display = Display()
@@ -27,6 +29,7 @@ class VirtActionBase(ActionBase):
 
     SPEC = {}
     RULES = {}
+    AUDITED = False  # power actions append one JSON line each to virtops_audit_log
     TRANSFERS_FILES = False
     _requires_connection = False  # never connect to the VM itself
     _supports_check_mode = True
@@ -60,13 +63,58 @@ class VirtActionBase(ActionBase):
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))
             return result
+        params = validated.validated_parameters
         try:
-            result.update(self.work(validated.validated_parameters))
+            result.update(self.work(params, task_vars or {}))
         except VirtError as exc:
             result.update(interface.failure(exc))
+        if self.AUDITED and not self._task.check_mode and (result.get("changed") or result.get("actions")):
+            self.audit(task_vars or {}, params, result)
         if not self._task.diff:
             result.pop("diff", None)
         return result
 
-    def work(self, params):
+    def audit(self, task_vars, params, result):
+        """One line per power action: who, what, why, before/after, steps, result."""
+        before, after = result.get("before") or {}, result.get("after") or {}
+        record = {
+            "time": runbook.now_iso(),
+            "who": self.who(task_vars),
+            "via": self._via(task_vars),
+            "module": self._task.action,
+            "state": params.get("state") or ("migrated" if params.get("destination_host") else None),
+            "reason": params.get("reason") or "",
+            "target": {"name": before.get("name") or params.get("name"), "uuid": before.get("uuid") or params.get("uuid"),
+                       "platform": params.get("platform"), "host": before.get("host"),
+                       "inventory_name": task_vars.get("inventory_hostname")},
+            "before": before.get("power_state"), "after": after.get("power_state"),
+            "host_after": after.get("host"),
+            "steps": result.get("actions", []),
+            "result": "failed: %s" % result.get("msg") if result.get("failed") else "ok",
+            "elapsed": result.get("elapsed"),
+        }
+        path = runbook.audit_log_path(self._templar.template(task_vars.get("virtops_audit_log")))
+        try:
+            runbook.append_audit(path, record)
+        except OSError as exc:
+            # the action happened: say loudly that its record could not be kept
+            result.setdefault("warnings", []).append("audit log %s not written: %s" % (path, exc))
+        result["audit_log"] = path
+
+    @staticmethod
+    def _via(task_vars):
+        job = task_vars.get("awx_job_id") or task_vars.get("tower_job_id")
+        if job:
+            return "awx job %s" % job
+        eda = task_vars.get("ansible_eda") or {}
+        if isinstance(eda, dict) and eda.get("rule"):
+            return "eda %s/%s" % (eda.get("ruleset"), eda.get("rule"))
+        return "cli"
+
+    def work(self, params, task_vars):
         raise NotImplementedError
+
+    @staticmethod
+    def who(task_vars):
+        """The person behind the run: the AWX user if AWX launched it."""
+        return task_vars.get("awx_user_name") or task_vars.get("tower_user_name") or getpass.getuser()

@@ -4,9 +4,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
+SESSION_DIR = tempfile.mkdtemp(prefix="virtops-test-")
 
 
 def env():
@@ -14,6 +16,9 @@ def env():
     out.update(ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_FORCE_COLOR="0", PYTHONUNBUFFERED="1")
     out.pop("LIBVIRT_DEFAULT_URI", None)
+    # runbook state of this test session only: repeated CI runs must not hit the restart limit
+    out.setdefault("VIRTOPS_AUDIT_LOG", os.path.join(SESSION_DIR, "audit.jsonl"))
+    out.setdefault("VIRTOPS_LOCK_DIR", os.path.join(SESSION_DIR, "locks"))
     return out
 
 
