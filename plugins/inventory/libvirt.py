@@ -26,6 +26,7 @@ author:
 extends_documentation_fragment:
   - constructed
   - inventory_cache
+  - virtops.unified.inventory
 requirements:
   - libvirt-python
 options:

@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - constructed
   - inventory_cache
+  - virtops.unified.inventory
 requirements:
   - pyvmomi
 options:

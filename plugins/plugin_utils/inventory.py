@@ -14,12 +14,15 @@ Groups (same for every platform):
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections import Counter
 
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
 
-from ansible_collections.virtops.unified.plugins.module_utils import model
+from ansible_collections.virtops.unified.plugins.module_utils import model, runbook
 
 display = Display()
 
@@ -64,11 +67,47 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
         if records is None:
             machines, warnings = self.fetch_records()
             records = {"machines": [m.to_vars() for m in machines], "warnings": warnings}
+            if self.get_option("remember_vms"):
+                self._remember(path, records)
             if self.get_option("cache"):
                 self._cache[key] = records
         for warning in records["warnings"]:
             display.warning(warning)
         self.populate(records["machines"])
+
+    # --- last known VMs of each host -----------------------------------------
+    def _remember(self, path, records):
+        """Save the VMs of each host read now; list the last-known VMs of hosts
+        that could not be read, marked stale. Written atomically."""
+        store = os.path.join(os.path.expanduser(self.get_option("last_known_dir")),
+                             "%s-%s.json" % (self.PLATFORM, hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]))
+        try:
+            with open(store, encoding="utf-8") as handle:
+                known = json.load(handle)
+        except (OSError, ValueError):
+            known = {}
+        machines = records["machines"]
+        now = runbook.now_iso()
+        unreachable = [m["virt_name"] for m in machines
+                       if m["virt_kind"] != model.VM and m.get("virt_connection_state") == model.UNREACHABLE]
+        for host in [m["virt_name"] for m in machines if m["virt_kind"] != model.VM and m["virt_name"] not in unreachable]:
+            known[host] = {"time": now, "vms": [m for m in machines if m.get("virt_host") == host]}
+        for host in unreachable:
+            last = known.get(host)
+            if not last:
+                continue
+            for vm in last["vms"]:
+                machines.append(dict(vm, virt_power_state=model.UNKNOWN, virt_heartbeat=model.HB_UNKNOWN,
+                                     virt_power_state_raw="last seen %s" % vm.get("virt_power_state_raw"),
+                                     virt_stale=True, virt_last_seen=last["time"]))
+            records["warnings"].append("%s: listing its %d VM(s) as last seen at %s" % (host, len(last["vms"]), last["time"]))
+        try:
+            os.makedirs(os.path.dirname(store), mode=0o700, exist_ok=True)
+            with open(store + ".tmp", "w", encoding="utf-8") as handle:
+                json.dump(known, handle)
+            os.replace(store + ".tmp", store)
+        except OSError as exc:
+            records["warnings"].append("could not keep the last-known VMs in %s: %s" % (store, exc))
 
     # --- population ------------------------------------------------------
     def _group(self, name, parent=None):

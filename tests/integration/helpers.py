@@ -19,6 +19,7 @@ def env():
     # runbook state of this test session only: repeated CI runs must not hit the restart limit
     out.setdefault("VIRTOPS_AUDIT_LOG", os.path.join(SESSION_DIR, "audit.jsonl"))
     out.setdefault("VIRTOPS_LOCK_DIR", os.path.join(SESSION_DIR, "locks"))
+    out.setdefault("VIRTOPS_LAST_KNOWN_DIR", os.path.join(SESSION_DIR, "last_known"))
     return out
 
 

@@ -116,3 +116,25 @@ def test_cache_serves_the_second_read(tmp_path):
     assert "grüße db" in second["_meta"]["hostvars"]
     flushed = inventory(cfg, "--flush-cache")[0]
     assert "grüße db" not in flushed["_meta"]["hostvars"]
+
+
+def test_dead_hypervisor_keeps_its_last_known_vms_marked_stale(tmp_path):
+    names = ["db01", "web01", "batch01"]
+    uri = node_file(tmp_path / "kvm09.xml", names, states={"db01": 1, "web01": 1, "batch01": 5})
+    cfg = tmp_path / "dies.libvirt.yml"
+    cfg.write_text("plugin: virtops.unified.libvirt\nhypervisors: [{name: kvm09, uri: '%s', cluster: c9}]\n" % uri)
+    alive, _stderr = inventory(cfg)
+    seen = {alive["_meta"]["hostvars"][h]["virt_uuid"] for h in alive["virt_host_kvm09"]["hosts"]}
+    assert seen == set(virsh(uri, "list", "--all", "--uuid").split())
+    # the hypervisor dies: nothing answers at its URI any more
+    cfg.write_text(cfg.read_text().replace(uri, "qemu+tcp://127.0.0.1:1/system"))
+    dead, stderr = inventory(cfg)
+    hv = dead["_meta"]["hostvars"]
+    assert hv["kvm09"]["virt_connection_state"] == "unreachable"
+    stale = {hv[h]["virt_uuid"]: hv[h] for h in dead["virt_host_kvm09"]["hosts"]}
+    assert set(stale) == seen
+    assert all(v["virt_stale"] and v["virt_power_state"] == "unknown" for v in stale.values())
+    by_name = {v["virt_name"]: v["virt_power_state_raw"] for v in stale.values()}
+    assert by_name["db01"] == by_name["web01"] == "last seen running"
+    assert by_name["batch01"].startswith("last seen shutoff")
+    assert "kvm09: listing its 3 VM(s) as last seen at" in stderr.replace("\n", " ")
