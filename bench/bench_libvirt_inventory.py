@@ -249,7 +249,7 @@ def main():
                     log("ERROR " + errors["names %s N=%d" % (tool, n)])
             for i in range(args.repeats):  # interleaved, so drift hits all alike
                 for tool in res:
-                    wall, cpu, _ = run_inventory(srcs[tool], env)
+                    wall, cpu, _out = run_inventory(srcs[tool], env)
                     res[tool]["walls"].append(wall)
                     res[tool]["cpus"].append(cpu)
                 log("N=%d run %d/%d: %s" % (n, i + 1, args.repeats, ", ".join(

@@ -93,16 +93,16 @@ def poll(task, timeout=10):
 
 
 # the collection's driver reads these (plugins/module_utils/vmware_driver.py)
-VM_PROPS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "runtime.host",
+VM_PROPS = ("name", "config.instanceUuid", "config.template", "runtime.powerState", "runtime.host",
             "runtime.connectionState", "guestHeartbeatStatus", "guest.toolsRunningStatus",
-            "summary.config.numCpu", "summary.config.memorySizeMB"]
+            "summary.config.numCpu", "summary.config.memorySizeMB")
 
 
 def read_objects(si, objs, vimtype=vim.VirtualMachine, props=VM_PROPS):
     """RetrievePropertiesEx with one ObjectSpec per object and no traversal."""
     pc = vmodl.query.PropertyCollector
     spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o, skip=False) for o in objs],
-                         propSet=[pc.PropertySpec(type=vimtype, pathSet=props)])
+                         propSet=[pc.PropertySpec(type=vimtype, pathSet=list(props))])
     res = si.content.propertyCollector.RetrievePropertiesEx([spec], pc.RetrieveOptions(maxObjects=1000))
     return {oc.obj: {p.name: p.val for p in oc.propSet} for oc in (res.objects if res else [])}
 
