@@ -11,7 +11,7 @@ cd "$root"
 apt_lists=(scripts/apt-demo.txt)
 pip_req=requirements-run.txt
 if [ "$profile" = test ]; then
-  apt_lists+=(scripts/apt-test.txt tests/peers/libvirt/apt-packages.txt)
+  apt_lists+=(scripts/apt-test.txt tests/peers/libvirt/apt-packages.txt tests/peers/vcsim/apt-packages.txt)
   pip_req=requirements-test.txt
 fi
 

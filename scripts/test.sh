@@ -12,9 +12,10 @@ export ANSIBLE_CONFIG="$root/ansible.cfg"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "test peers: libvirtd + QEMU, guest images"
+step "test peers: libvirtd + QEMU, guest images, the vCenter simulator"
 tests/peers/libvirt/start.sh
 tests/peers/libvirt/build_guests.sh
+tests/peers/vcsim/build.sh >/dev/null
 
 step "ansible-test sanity"
 scripts/sanity.sh
