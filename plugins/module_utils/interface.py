@@ -82,6 +82,14 @@ GUARD_SPEC = dict(
 )
 GUARD_RULES = {"required_one_of": [("name", "uuid")], "required_if": [("state", "unlocked", ("token",))]}
 
+MAINTENANCE_SPEC = dict(
+    CONNECTION_SPEC,
+    name={"type": "str", "required": True},
+    state={"type": "str", "default": "present", "choices": ["present", "absent"]},
+    wait_timeout={"type": "int", "default": 3600},
+    reason={"type": "str", "default": ""},
+)
+
 INFO_SPEC = dict(CONNECTION_SPEC, **TARGET_SPEC, heartbeat={"type": "bool", "default": True})
 INFO_RULES = {"mutually_exclusive": [("name", "uuid")]}
 
@@ -151,6 +159,24 @@ def run_guard(params, who, check_mode=False):
             result["warnings"] = ["took over a stale lock on %s held by %s since %s"
                                   % (vm_id, taken_over.get("who"), taken_over.get("time"))]
     return result
+
+
+def run_maintenance(params, check_mode=False, progress=None):
+    """Put a host in (present) or out of (absent) maintenance mode."""
+    begun = time.monotonic()
+    on = params["state"] == "present"
+    with connect(params) as drv:
+        if not hasattr(drv, "set_maintenance"):
+            raise model.Unsupported("%s: maintenance mode is not a %s notion" % (params["name"], drv.platform),
+                                    hint="Stop or move the VMs and take the host out of service by hand")
+        host = model.pick_one(drv.list_inventory().hosts, name=params["name"], where=drv.where(), what="host")
+        changed = (host.connection_state == model.MAINTENANCE) != on
+        if changed and not check_mode:
+            if progress:
+                progress("%s: %s maintenance mode" % (host.name, "entering" if on else "leaving"))
+            drv.set_maintenance(host.name, on, timeout=params["wait_timeout"])
+    return {"changed": changed, "host": host.name, "maintenance": on if (changed and not check_mode) else
+            host.connection_state == model.MAINTENANCE, "elapsed": round(time.monotonic() - begun, 2)}
 
 
 def run_info(params):

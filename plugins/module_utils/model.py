@@ -165,7 +165,7 @@ def not_found(what, wanted, known, where=""):
     return NotFound(msg)
 
 
-def pick_one(candidates, name=None, uuid=None, where=""):
+def pick_one(candidates, name=None, uuid=None, where="", what="VM"):
     """Select the single machine matching uuid (preferred) or name.
 
     Names match exactly first, then case-insensitively; a name matching
@@ -177,16 +177,16 @@ def pick_one(candidates, name=None, uuid=None, where=""):
         wanted = uuid.lower()
         hits = [m for m in candidates if m.uuid and m.uuid.lower() == wanted]
         if not hits:
-            raise not_found("VM with uuid", uuid, [m.uuid for m in candidates if m.uuid], where)
+            raise not_found(what + " with uuid", uuid, [m.uuid for m in candidates if m.uuid], where)
         return hits[0]
     hits = [m for m in candidates if m.name == name]
     if not hits:
         hits = [m for m in candidates if m.name.lower() == name.lower()]
     if not hits:
-        raise not_found("VM", name, [m.name for m in candidates], where)
+        raise not_found(what, name, [m.name for m in candidates], where)
     if len(hits) > 1:
         listing = "; ".join(
             "%s uuid=%s host=%s" % (m.name, m.uuid, m.host) for m in hits
         )
-        raise Ambiguous("name %r matches %d VMs%s: %s" % (name, len(hits), where, listing))
+        raise Ambiguous("name %r matches %d %ss%s: %s" % (name, len(hits), what, where, listing))
     return hits[0]

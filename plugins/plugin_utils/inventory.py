@@ -120,10 +120,13 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
         """Inventory hostnames: the platform name, made unique where it repeats.
 
         A VM name seen twice (in this source, or already in the inventory from
-        another source with another uuid) becomes '<name>_<host>', so both stay
-        addressable; its platform name stays in virt_name.
+        another source with another uuid) becomes '<name>_<host>'; if that still
+        repeats (same name twice on one host), '<name>_<host>_<uuid[:8]>'. Every
+        VM stays addressable; virt_name keeps the platform name.
         """
-        counts = Counter(r["virt_name"] for r in records if r["virt_kind"] == model.VM)
+        vms = [r for r in records if r["virt_kind"] == model.VM]
+        counts = Counter(r["virt_name"] for r in vms)
+        per_host = Counter((r["virt_name"], r.get("virt_host")) for r in vms)
         names = []
         for rec in records:
             name = rec["virt_name"]
@@ -132,6 +135,10 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
                 clash_elsewhere = known is not None and known.vars.get("virt_uuid") not in (None, rec["virt_uuid"])
                 if counts[name] > 1 or clash_elsewhere:
                     name = "%s_%s" % (name, rec.get("virt_host"))
+                    known = self.inventory.get_host(name)
+                    if per_host[(rec["virt_name"], rec.get("virt_host"))] > 1 or (
+                            known is not None and known.vars.get("virt_uuid") not in (None, rec["virt_uuid"])):
+                        name = "%s_%s" % (name, (rec.get("virt_uuid") or "")[:8])
             names.append(name)
         return names
 

@@ -1,0 +1,97 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: host_maintenance
+short_description: Put a hypervisor in or out of maintenance mode
+version_added: 0.1.0
+description:
+  - Enters (O(state=present)) or leaves (O(state=absent)) maintenance mode on a host and
+    waits until the platform reports it. vSphere refuses to enter while VMs run on the
+    host: move them first (the C(evacuate_host) runbook does).
+  - Supported on vSphere. Other platforms fail with a clear error and change nothing.
+  - Runs on the controller. Against a hypervisor host of a virtops inventory no
+    connection options are needed; O(name) is filled from C(virt_name).
+author:
+  - virtops maintainers (@virtops)
+extends_documentation_fragment:
+  - virtops.unified.connection
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  action_group:
+    description: Use C(group/virtops.unified.vm) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership: [virtops.unified.vm]
+options:
+  name:
+    description: Name of the host on its platform (the ESXi host name).
+    type: str
+    required: true
+  state:
+    description: C(present) to enter maintenance mode, C(absent) to leave it.
+    type: str
+    default: present
+    choices: [present, absent]
+  wait_timeout:
+    description: Seconds to wait for the platform to finish.
+    type: int
+    default: 3600
+  reason:
+    description: Why; shown with the result.
+    type: str
+    default: ""
+seealso:
+  - module: virtops.unified.vm_migrate
+"""
+
+EXAMPLES = r"""
+- name: Maintenance on esx01 once it is empty
+  hosts: esx01
+  gather_facts: false
+  tasks:
+    - name: Enter maintenance mode
+      virtops.unified.host_maintenance:
+        state: present
+"""
+
+RETURN = r"""
+host:
+  description: The host acted on.
+  returned: always
+  type: str
+maintenance:
+  description: Whether the host is in maintenance mode afterwards.
+  returned: always
+  type: bool
+elapsed:
+  description: Seconds the task took.
+  returned: always
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.unified.plugins.module_utils import interface
+from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
+
+
+def main():
+    module = AnsibleModule(argument_spec=interface.MAINTENANCE_SPEC, supports_check_mode=True)
+    try:
+        result = interface.run_maintenance(module.params, check_mode=module.check_mode)
+    except VirtError as exc:
+        module.fail_json(**interface.failure(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
