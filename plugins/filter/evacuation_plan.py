@@ -51,21 +51,15 @@ _value:
   elements: dict
 """
 
+from ansible_collections.virtops.unified.plugins.module_utils import placement
+
 # platforms whose driver implements migrate()
 MIGRATABLE = ("vmware",)
 
 
 def evacuation_plan(host, hostvars, vms, hypervisors):
     source = hostvars[host]
-    peers = [h for h in hypervisors if h != host
-             and hostvars[h].get("virt_platform") == source.get("virt_platform")
-             and hostvars[h].get("virt_connection_state") == "connected"
-             and (hostvars[h].get("virt_cluster") == source.get("virt_cluster"))
-             and (hostvars[h].get("virt_endpoint") or {}).get("hostname") == (source.get("virt_endpoint") or {}).get("hostname")]
-    load = {h: 0 for h in peers}
-    for vm in vms:
-        if hostvars[vm].get("virt_host") in load:
-            load[hostvars[vm]["virt_host"]] += 1
+    load = placement.Load(placement.peers(host, hostvars, hypervisors), hostvars, vms)
     plan = []
     for vm in sorted(v for v in vms if hostvars[v].get("virt_host") == host):
         hv = hostvars[vm]
@@ -73,12 +67,12 @@ def evacuation_plan(host, hostvars, vms, hypervisors):
                  "power_state": hv.get("virt_power_state"), "destination": None, "note": ""}
         if hv.get("virt_platform") not in MIGRATABLE:
             entry["note"] = "%s: live migration is not supported by virtops yet" % hv.get("virt_platform")
-        elif not load:
-            entry["note"] = "no other connected host in cluster %s" % (source.get("virt_cluster") or "-")
         else:
-            target = min(sorted(load), key=lambda h: load[h])
-            load[target] += 1
-            entry["destination"] = hostvars[target].get("virt_name") or target
+            target = load.take()
+            if target is None:
+                entry["note"] = "no other connected host in cluster %s" % (source.get("virt_cluster") or "-")
+            else:
+                entry["destination"] = hostvars[target].get("virt_name") or target
         plan.append(entry)
     return plan
 

@@ -10,7 +10,7 @@ short_description: One line of text for an evacuation or recovery plan entry, wi
 version_added: 0.1.0
 description:
   - Formats C(name -> destination  outcome) for an entry of M(virtops.unified.evacuation_plan#filter).
-  - The outcome is the VM host's C(evacuate_host_outcome) variable when O(hostvars) is given
+  - The outcome is the VM host's O(outcome_var) variable when O(hostvars) is given
     and it is set, else the entry's C(note), else C(planned).
 author:
   - virtops maintainers (@virtops)
@@ -22,6 +22,10 @@ options:
   hostvars:
     description: The C(hostvars) magic variable, to show what happened to each VM.
     type: dict
+  outcome_var:
+    description: The host variable in which the runbook recorded what happened to the VM.
+    type: str
+    default: evacuate_host_outcome
 """
 
 EXAMPLES = r"""
@@ -37,10 +41,10 @@ _value:
 """
 
 
-def plan_line(entry, hostvars=None):
+def plan_line(entry, hostvars=None, outcome_var="evacuate_host_outcome"):
     outcome = entry.get("note") or "planned"
     if hostvars is not None:
-        outcome = hostvars[entry["inventory_name"]].get("evacuate_host_outcome") or outcome
+        outcome = hostvars[entry["inventory_name"]].get(outcome_var) or outcome
     return "%-24s %-10s -> %-14s %s" % (entry.get("name"), entry.get("power_state") or "",
                                          entry.get("destination") or "(stays)", outcome)
 

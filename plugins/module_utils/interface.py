@@ -15,6 +15,7 @@ import traceback
 
 from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.virtops.unified.plugins.module_utils import model, power, runbook
+from ansible_collections.virtops.unified.plugins.module_utils.driver import START
 from ansible_collections.virtops.unified.plugins.module_utils.libvirt_driver import LibvirtDriver
 from ansible_collections.virtops.unified.plugins.module_utils.vmware_driver import VmwareDriver
 
@@ -81,6 +82,17 @@ GUARD_SPEC = dict(
     audit_log={"type": "path", "default": runbook.DEFAULT_AUDIT_LOG, "fallback": (env_fallback, ["VIRTOPS_AUDIT_LOG"])},
 )
 GUARD_RULES = {"required_one_of": [("name", "uuid")], "required_if": [("state", "unlocked", ("token",))]}
+
+RECOVER_SPEC = dict(
+    CONNECTION_SPEC,
+    **TARGET_SPEC,
+    destination_host={"type": "str", "required": True},
+    failed_host={"type": "str"},
+    wait_timeout={"type": "int", "default": 600},
+    wait_for_heartbeat={"type": "bool", "default": False},
+    reason={"type": "str", "default": ""},
+)
+RECOVER_RULES = POWER_RULES
 
 MAINTENANCE_SPEC = dict(
     CONNECTION_SPEC,
@@ -158,6 +170,40 @@ def run_guard(params, who, check_mode=False):
         if taken_over:
             result["warnings"] = ["took over a stale lock on %s held by %s since %s"
                                   % (vm_id, taken_over.get("who"), taken_over.get("time"))]
+    return result
+
+
+def run_recover(params, check_mode=False, progress=None):
+    """Start a VM of a failed host on `destination_host`.
+
+    libvirt: params name the destination hypervisor's endpoint; the domain must
+    be defined there (shared storage) and is started. vSphere: the VM is
+    registered on the destination host and powered on. A VM already running
+    on a live host is left alone.
+    """
+    begun = time.monotonic()
+    dest = params["destination_host"]
+    with connect(params) as drv:
+        vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
+        result = {"before": vm.summary(), "changed": False, "actions": []}
+        if vm.power_state == model.RUNNING and vm.host != params.get("failed_host"):
+            result.update(after=vm.summary(), skipped_reason="already running on %s" % vm.host)
+        elif check_mode:
+            result.update(changed=True, after=vm.summary(),
+                          actions=[{"action": "recover", "destination": dest, "result": "planned"}])
+        else:
+            steps = [power.Step(START, model.RUNNING, params["wait_timeout"])]
+            if params.get("wait_for_heartbeat"):
+                steps.append(power.Step("heartbeat", model.HB_OK, params["wait_timeout"]))
+            if drv.platform == "vmware":
+                if progress:
+                    progress("%s: registering on %s" % (vm.name, dest))
+                vm = drv.recover(vm, dest, timeout=params["wait_timeout"])
+            elif vm.host != dest:
+                raise model.StateConflict("%s: connected to %s, not to the destination %s" % (vm.name, vm.host, dest))
+            after, actions = power.execute(drv, vm, steps, progress=progress)
+            result.update(changed=True, after=after.summary(), actions=actions)
+    result["elapsed"] = round(time.monotonic() - begun, 2)
     return result
 
 

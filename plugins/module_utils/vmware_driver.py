@@ -326,3 +326,19 @@ class VmwareDriver(base.Driver):
             task = self._call(doing, target.ExitMaintenanceMode_Task, timeout=0)
         self._wait_task(task, doing, timeout)
         return True
+
+    def recover(self, vm, host_name, timeout=600):
+        """Register a VM of a failed host on `host_name` (same .vmx on shared
+        storage) and return it, powered off, as read back from vCenter."""
+        self._ensure_hosts()
+        target = self.host_objs.get(host_name)
+        if target is None:
+            raise model.not_found("host", host_name, self.host_objs, self.where())
+        doing = "recover %s on %s" % (vm.name, host_name)
+        config = self._call(doing, getattr, vm.handle, "config")
+        folder = self._call(doing, getattr, vm.handle, "parent")
+        pool = self._call(doing, getattr, target.parent, "resourcePool")
+        self._call(doing + " (unregister)", vm.handle.UnregisterVM)
+        task = self._call(doing + " (register)", folder.RegisterVM_Task, path=config.files.vmPathName,
+                          name=vm.name, asTemplate=False, pool=pool, host=target)
+        return self._read_vm(self._wait_task(task, doing, timeout))

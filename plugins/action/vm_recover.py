@@ -1,0 +1,28 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+from ansible_collections.virtops.unified.plugins.module_utils import interface
+from ansible_collections.virtops.unified.plugins.plugin_utils.action import VirtActionBase
+
+
+class ActionModule(VirtActionBase):
+    SPEC = interface.RECOVER_SPEC
+    RULES = interface.RECOVER_RULES
+    AUDITED = True
+
+    def fill_from_host(self, args, task_vars):
+        args = super().fill_from_host(args, task_vars)
+        # libvirt: one URI per hypervisor, so talk to the destination's endpoint
+        dest = (task_vars.get("hostvars") or {}).get(args.get("destination_host")) or {}
+        endpoint = self._templar.template(dest.get("virt_endpoint") or {})
+        if args.get("platform") == "libvirt" and endpoint.get("uri"):
+            args["uri"], args["hypervisor_name"] = endpoint["uri"], endpoint.get("hypervisor_name")
+        if "failed_host" not in args and task_vars.get("virt_host"):
+            args["failed_host"] = self._templar.template(task_vars["virt_host"])
+        return args
+
+    def work(self, params, task_vars):
+        return interface.run_recover(params, check_mode=self._task.check_mode, progress=self.progress)

@@ -1,0 +1,117 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: vm_recover
+short_description: Start a VM of a failed host on another host
+version_added: 0.1.0
+description:
+  - For a VM whose host has failed, starts it on O(destination_host) and waits until it runs.
+  - B(libvirt) - the domain must be defined on the destination hypervisor (shared storage,
+    standby definition); it is started there. The action plugin connects to the
+    destination's endpoint taken from its inventory variables.
+  - B(vSphere) - the VM is removed from the failed host's inventory and registered from its
+    C(.vmx) on the destination host (same datastore), then powered on.
+  - A VM that already runs on a live host is left alone (RV(skipped_reason)).
+  - Every run that acts appends one line to the audit log, as M(virtops.unified.vm_power) does.
+author:
+  - virtops maintainers (@virtops)
+extends_documentation_fragment:
+  - virtops.unified.connection
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  action_group:
+    description: Use C(group/virtops.unified.vm) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership: [virtops.unified.vm]
+options:
+  name:
+    description: Name of the VM. Mutually exclusive with O(uuid).
+    type: str
+  uuid:
+    description: Stable id of the VM; filled from the targeted host's C(virt_uuid).
+    type: str
+  destination_host:
+    description: Inventory name of the host to start the VM on.
+    type: str
+    required: true
+  failed_host:
+    description: The failed host; filled from the targeted host's C(virt_host).
+    type: str
+  wait_timeout:
+    description: Seconds to wait for the VM to run.
+    type: int
+    default: 600
+  wait_for_heartbeat:
+    description: Also wait for the guest heartbeat.
+    type: bool
+    default: false
+  reason:
+    description: Why, for the audit log.
+    type: str
+    default: ""
+seealso:
+  - module: virtops.unified.vm_power
+"""
+
+EXAMPLES = r"""
+- name: Start db01 on the standby hypervisor kvm02
+  hosts: db01_kvm01
+  gather_facts: false
+  tasks:
+    - name: Recover
+      virtops.unified.vm_recover:
+        destination_host: kvm02
+        reason: kvm01 lost power
+"""
+
+RETURN = r"""
+before:
+  description: The VM before.
+  returned: always
+  type: dict
+after:
+  description: The VM as read after it was started.
+  returned: always
+  type: dict
+actions:
+  description: Steps run, with their times and results.
+  returned: always
+  type: list
+  elements: dict
+skipped_reason:
+  description: Why nothing was done.
+  returned: when the VM already runs on a live host
+  type: str
+elapsed:
+  description: Seconds the task took.
+  returned: always
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.unified.plugins.module_utils import interface
+from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
+
+
+def main():
+    module = AnsibleModule(argument_spec=interface.RECOVER_SPEC, supports_check_mode=True, **interface.RECOVER_RULES)
+    try:
+        result = interface.run_recover(module.params, check_mode=module.check_mode)
+    except VirtError as exc:
+        module.fail_json(**interface.failure(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
