@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark our libvirt inventory plugin against community.libvirt's.
-#   bench/run.sh [--sizes 200,2000] [--repeats 3] [--running 10]
+# Benchmark our inventory plugins against the community ones.
+#   bench/run.sh [libvirt] [--sizes 200,2000] [--repeats 3] [--running 10]   (default: libvirt)
+#   bench/run.sh vmware [--sizes 1000,10000] [--repeats 3] [--timeout 600]
+#   bench/run.sh all                         (both, each with its own defaults)
 # Own venv (.build/bench-venv), so /work/main/.venv is left alone.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -8,20 +10,38 @@ root=$(cd "$here/.." && pwd)
 venv=$root/.build/bench-venv
 stamp=$venv/.bench-installed
 
+which=libvirt
+case "${1:-}" in
+  libvirt|vmware|all) which=$1; shift ;;
+esac
+
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 if [ ! -f "$stamp" ] || [ "$here/requirements.txt" -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install -q -r "$here/requirements.txt"
   touch "$stamp"
 fi
 
-# our collection, linked as virtops.unified; community.libvirt comes with the "ansible" package
+# our collection, linked as virtops.unified; community.libvirt, community.vmware and
+# vmware.vmware come with the "ansible" package
 [ -e "$root/.build/collections/ansible_collections/virtops/unified" ] || "$root/scripts/bootstrap.sh" demo
 export ANSIBLE_COLLECTIONS_PATH=$root/.build/collections
 export PATH=$venv/bin:$PATH
 
-# libvirtd must answer on qemu:///system
-if ! timeout 30 virsh -c qemu:///system version >/dev/null 2>&1; then
-  "$root/tests/peers/libvirt/start.sh"
-fi
+run_libvirt() {
+  # libvirtd must answer on qemu:///system
+  if ! timeout 30 virsh -c qemu:///system version >/dev/null 2>&1; then
+    "$root/tests/peers/libvirt/start.sh"
+  fi
+  "$venv/bin/python" "$here/bench_libvirt_inventory.py" "$@"
+}
 
-exec "$venv/bin/python" "$here/bench_libvirt_inventory.py" "$@"
+run_vmware() {
+  # the vcsim peer (govmomi simulator); build.sh skips the build when it is up to date
+  "$venv/bin/python" "$here/bench_vmware_inventory.py" --vcsim "$("$root/tests/peers/vcsim/build.sh")" "$@"
+}
+
+case $which in
+  libvirt) run_libvirt "$@" ;;
+  vmware) run_vmware "$@" ;;
+  all) rc=0; run_libvirt || rc=$?; run_vmware || rc=$?; exit $rc ;;
+esac

@@ -16,6 +16,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path"
 	"reflect"
 	"regexp"
 	"runtime"
@@ -57,6 +59,7 @@ import (
 const (
 	hookPath        = "/vcsimpeer-hooks"     // SDK path of the hook registry
 	hookType        = "VcsimPeerVM"          // per-VM hook (see vmHook); Value is the VM's moref
+	folderHookType  = "VcsimPeerFolder"      // per-folder hook (see folderHook); Value is the folder's moref
 	searchHookType  = "VcsimPeerSearchIndex" // see searchHook
 	searchHookValue = "SearchIndex"
 )
@@ -81,6 +84,18 @@ type peer struct {
 
 	mu    sync.Mutex
 	flags map[string]*vmFlags // by VM moref value
+	// What the .vmx of an unregistered VM would carry (the simulator keeps no
+	// .vmx contents), by config.files.vmPathName; see UnregisterVM.
+	unregistered map[string]vmIdentity
+}
+
+// vmIdentity is what a VM keeps across UnregisterVM and RegisterVM_Task
+// (vCenter reads it back from the .vmx): its name (displayName), BIOS and
+// instance UUIDs, and the peer's per-VM guest behaviour, which belongs to
+// the guest and so travels with its files.
+type vmIdentity struct {
+	name, uuid, instanceUUID string
+	flags                    *vmFlags
 }
 
 func (p *peer) vmFlags(id string) vmFlags {
@@ -866,6 +881,322 @@ func vmListRemove(owner, vm types.ManagedObjectReference) {
 }
 
 // ---------------------------------------------------------------------------
+// UnregisterVM and RegisterVM_Task (host-failure recovery: remove the VMs of
+// a dead host from the inventory, register their .vmx files on a live host).
+//
+// vCenter lets a VM whose host is disconnected or not responding be removed
+// from the inventory whatever its last known power state; the simulator
+// refuses any powered-on VM.  Re-registering a .vmx brings back what the file
+// carries (name, config.uuid, config.instanceUuid); the simulator has no .vmx
+// contents and derives both UUIDs from the path, so the peer remembers them
+// at unregister time, by path, and puts them back on registration.
+
+func (h *vmHook) UnregisterVM(ctx *simulator.Context, req *types.UnregisterVM) soap.HasFault {
+	body := &methods.UnregisterVMBody{}
+	_, ref := h.vm()
+	// Serialised with relocations and registrations (vm-list bookkeeping).
+	h.p.relocMu.Lock()
+	defer h.p.relocMu.Unlock()
+	vm := getVM(ref.Value)
+	if vm == nil {
+		body.Fault_ = notFound(ref)
+		return body
+	}
+	var res soap.HasFault
+	var vmx string
+	var ident vmIdentity
+	simulator.Map.WithLock(vm, func() {
+		if disabled(vm, "UnregisterVM") {
+			body.Fault_ = simulator.Fault("method is disabled", &types.MethodDisabled{})
+			res = body
+			return
+		}
+		ident.name = vm.Name
+		if vm.Config != nil {
+			vmx = vm.Config.Files.VmPathName
+			ident.uuid, ident.instanceUUID = vm.Config.Uuid, vm.Config.InstanceUuid
+		}
+		// The simulator only looks at runtime.powerState.  For a VM on a host
+		// vCenter cannot reach, that is a last known state, and vCenter
+		// removes the VM anyway: let the simulator see it powered off.  The
+		// object leaves the registry, so nobody sees the change (it is
+		// undone if the simulator refuses all the same).
+		saved := vm.Runtime.PowerState
+		if hostFault(vm, false) != nil {
+			vm.Runtime.PowerState = types.VirtualMachinePowerStatePoweredOff
+		}
+		res = delegate(ctx, ref, func() soap.HasFault {
+			return vm.UnregisterVM(ctx, &types.UnregisterVM{This: ref})
+		})
+		vm.Runtime.PowerState = saved
+	})
+	if res.Fault() != nil {
+		return res
+	}
+	f := h.p.vmFlags(ref.Value)
+	ident.flags = &f
+	h.p.mu.Lock()
+	delete(h.p.flags, ref.Value)
+	if vmx != "" {
+		h.p.unregistered[vmx] = ident
+	}
+	h.p.mu.Unlock()
+	h.p.hooks.Remove(h.Self) // the VM is gone; a later call gets the simulator's ManagedObjectNotFound
+	return res
+}
+
+// folderHook: RegisterVM_Task on a Folder.
+type folderHook struct {
+	Self types.ManagedObjectReference
+	p    *peer
+}
+
+func (h *folderHook) Reference() types.ManagedObjectReference { return h.Self }
+
+func (h *folderHook) RegisterVMTask(ctx *simulator.Context, req *types.RegisterVM_Task) soap.HasFault {
+	body := &methods.RegisterVM_TaskBody{}
+	ref := types.ManagedObjectReference{Type: "Folder", Value: h.Self.Value}
+	folder, ok := simulator.Map.Get(ref).(*simulator.Folder)
+	if !ok {
+		body.Fault_ = notFound(ref)
+		return body
+	}
+	// A reference to nothing is a fault of the call itself (the simulator
+	// would panic on it).
+	for _, r := range []*types.ManagedObjectReference{req.Host, req.Pool} {
+		if r != nil && simulator.Map.Get(*r) == nil {
+			body.Fault_ = notFound(*r)
+			return body
+		}
+	}
+	reply := func(task types.ManagedObjectReference) soap.HasFault {
+		body.Res = &types.RegisterVM_TaskResponse{Returnval: task}
+		return body
+	}
+	h.p.relocMu.Lock()
+	defer h.p.relocMu.Unlock()
+
+	var res soap.HasFault
+	simulator.Map.WithLock(folder, func() {
+		if disabledMethod(folder.DisabledMethod, "RegisterVM_Task") {
+			body.Fault_ = simulator.Fault("method is disabled", &types.MethodDisabled{})
+			res = body
+			return
+		}
+		r := *req
+		ident, known := h.p.identityFor(r.Path)
+		if f := h.p.registerCheck(folder, &r, ident, known); f != nil {
+			res = reply(failedTask(ref, "registerVm", f))
+			return
+		}
+		res = delegate(ctx, ref, func() soap.HasFault { return folder.RegisterVMTask(ctx, &r) })
+		b, ok := res.(*methods.RegisterVM_TaskBody)
+		if !ok || b.Res == nil {
+			return
+		}
+		task, ok := simulator.Map.Get(b.Res.Returnval).(*simulator.Task)
+		if !ok || task.Info.State != types.TaskInfoStateSuccess {
+			return
+		}
+		if vmRef, ok := task.Info.Result.(types.ManagedObjectReference); ok {
+			if vm := getVM(vmRef.Value); vm != nil {
+				h.p.registered(vm, r.Path, r.AsTemplate, ident, known)
+			}
+		}
+	})
+	return res
+}
+
+func disabledMethod(list []string, name string) bool {
+	for _, m := range list {
+		if m == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *peer) identityFor(vmx string) (vmIdentity, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ident, ok := p.unregistered[vmx]
+	return ident, ok
+}
+
+// registerCheck checks a RegisterVM_Task request as vCenter does and fills
+// in what it leaves out (host, name), so that the simulator's own
+// registration (which picks a random host when none is given) does the rest.
+// The caller holds the folder's lock.
+func (p *peer) registerCheck(folder *simulator.Folder, r *types.RegisterVM_Task, ident vmIdentity, known bool) types.BaseMethodFault {
+	if !folderHasChildType(folder, "VirtualMachine") {
+		return &types.NotSupported{}
+	}
+	if f := refTypeFault(r.Host, "HostSystem", "host"); f != nil {
+		return f
+	}
+	if r.Pool != nil && r.Pool.Type != "ResourcePool" && r.Pool.Type != "VirtualApp" {
+		return &types.InvalidArgument{InvalidProperty: "pool"}
+	}
+	if r.Path == "" {
+		return &types.InvalidArgument{InvalidProperty: "path"}
+	}
+	if r.AsTemplate {
+		// The simulator wants a host and no pool (the template goes into
+		// the host's root pool), as vCenter does.
+		if r.Host == nil {
+			return &types.InvalidArgument{InvalidProperty: "host"}
+		}
+		if r.Pool != nil {
+			return &types.InvalidArgument{InvalidProperty: "pool"}
+		}
+	} else {
+		if r.Pool == nil {
+			return &types.InvalidArgument{InvalidProperty: "pool"}
+		}
+		cr := poolOwner(*r.Pool)
+		if r.Host == nil {
+			// vCenter picks a host for a standalone host or a DRS cluster;
+			// the simulator would pick a random one.  The peer picks the
+			// first connected host by name, not in maintenance mode if it can.
+			h, f := pickHost(cr)
+			if f != nil {
+				return f
+			}
+			r.Host = &h
+		} else if hostCR(*r.Host) != cr {
+			return &types.InvalidArgument{InvalidProperty: "host"}
+		}
+	}
+	if other := vmByPath(r.Path); other != nil {
+		return &types.AlreadyExists{Name: other.Value} // as the simulator answers
+	}
+	if r.Name == "" {
+		// vCenter uses the displayName from the .vmx; the simulator the
+		// name of the VM's directory.
+		if known && ident.name != "" {
+			r.Name = ident.name
+		} else {
+			var dp object.DatastorePath
+			if dp.FromString(r.Path) {
+				r.Name = path.Dir(dp.Path)
+			}
+		}
+	}
+	if r.Name != "" {
+		for _, c := range folder.ChildEntity {
+			if c.Type != "VirtualMachine" && c.Type != "VirtualApp" {
+				continue
+			}
+			if name, _, _ := entityInfo(c); name == r.Name {
+				return &types.DuplicateName{Name: r.Name, Object: c}
+			}
+		}
+	}
+	return hostRefFault(r.Host, false)
+}
+
+func folderHasChildType(f *simulator.Folder, kind string) bool {
+	for _, t := range f.ChildType {
+		if t == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// pickHost: the first host of a compute resource by name that is connected
+// and not in maintenance mode, else the first connected one.
+func pickHost(cr types.ManagedObjectReference) (types.ManagedObjectReference, types.BaseMethodFault) {
+	_, hosts := crInfo(cr)
+	if len(hosts) == 0 {
+		return types.ManagedObjectReference{}, &types.InvalidArgument{InvalidProperty: "host"}
+	}
+	names := map[types.ManagedObjectReference]string{}
+	for _, h := range hosts {
+		names[h], _, _ = entityInfo(h)
+	}
+	sort.Slice(hosts, func(i, j int) bool { return names[hosts[i]] < names[hosts[j]] })
+	for _, checkMaintenance := range []bool{true, false} {
+		for _, h := range hosts {
+			if hostRefFault(&h, checkMaintenance) == nil {
+				return h, nil
+			}
+		}
+	}
+	return types.ManagedObjectReference{}, hostRefFault(&hosts[0], false)
+}
+
+// vmByPath returns the VM registered with that .vmx path, if any.
+func vmByPath(vmx string) *types.ManagedObjectReference {
+	for _, vm := range allVMs() {
+		var p string
+		simulator.Map.WithLock(vm, func() {
+			if vm.Config != nil {
+				p = vm.Config.Files.VmPathName
+			}
+		})
+		if p == vmx {
+			r := vm.Self
+			return &r
+		}
+	}
+	return nil
+}
+
+// registered gives a newly registered VM what its .vmx carries (see
+// vmIdentity) and the peer's guest state.  vCenter keeps the instance UUID
+// unless another VM already has it; it then assigns a new one.
+func (p *peer) registered(vm *simulator.VirtualMachine, vmx string, template bool, ident vmIdentity, known bool) {
+	id := vm.Self.Value
+	var changes []types.PropertyChange
+	if known {
+		p.mu.Lock()
+		delete(p.unregistered, vmx)
+		if ident.flags != nil {
+			f := *ident.flags
+			p.flags[id] = &f
+		}
+		p.mu.Unlock()
+		if ident.uuid != "" {
+			changes = append(changes,
+				types.PropertyChange{Name: "config.uuid", Val: ident.uuid},
+				types.PropertyChange{Name: "summary.config.uuid", Val: ident.uuid})
+		}
+		iu := ident.instanceUUID
+		if iu != "" {
+			if refs, _ := findAllByUUID(nil, iu, true, types.NewBool(true)); len(without(refs, vm.Self)) > 0 {
+				iu = randomUUID()
+			}
+		}
+		if iu != "" { // nothing remembered: the simulator's stays
+			changes = append(changes,
+				types.PropertyChange{Name: "config.instanceUuid", Val: iu},
+				types.PropertyChange{Name: "summary.config.instanceUuid", Val: iu})
+		}
+	}
+	if template {
+		changes = append(changes,
+			types.PropertyChange{Name: "config.template", Val: true},
+			types.PropertyChange{Name: "summary.config.template", Val: true})
+	}
+	if f := p.vmFlags(id); p.toolsDefault || f.tools != nil {
+		changes = append(changes, guestChanges(types.VirtualMachinePowerStatePoweredOff, p.toolsWanted(id))...)
+	}
+	if len(changes) == 0 {
+		return
+	}
+	simulator.Map.WithLock(vm, func() { simulator.Map.Update(vm, changes) })
+}
+
+func randomUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// ---------------------------------------------------------------------------
 // searchHook: SearchIndex.FindByUuid and FindAllByUuid (the latter is missing
 // from govmomi 0.24).  Unlike the simulator's FindByUuid, the datacenter
 // argument limits the search, as on vCenter, and the first match is the same
@@ -989,9 +1320,11 @@ func datacenterOf(ref types.ManagedObjectReference) *types.ManagedObjectReferenc
 // request routing to the hooks
 
 type hookRoute struct {
-	from  *regexp.Regexp // the _this type attribute the method is issued on
-	to    string         // hook type
-	perVM bool           // one hook per VM (Value = the VM's moref)
+	from *regexp.Regexp // the _this type attribute the method is issued on
+	to   string         // hook type
+	// per: the real object type when there is one hook per object (Value =
+	// the object's moref, created on first use); "" for a singleton hook.
+	per string
 }
 
 func typeAttr(kind string) *regexp.Regexp {
@@ -999,7 +1332,8 @@ func typeAttr(kind string) *regexp.Regexp {
 }
 
 var (
-	vmRoute     = &hookRoute{from: typeAttr("VirtualMachine"), to: hookType, perVM: true}
+	vmRoute     = &hookRoute{from: typeAttr("VirtualMachine"), to: hookType, per: "VirtualMachine"}
+	folderRoute = &hookRoute{from: typeAttr("Folder"), to: folderHookType, per: "Folder"}
 	searchRoute = &hookRoute{from: typeAttr("SearchIndex"), to: searchHookType}
 
 	hookedMethods = map[string]*hookRoute{
@@ -1010,16 +1344,37 @@ var (
 		"ResetVM_Task":    vmRoute,
 		"SuspendVM_Task":  vmRoute,
 		"RelocateVM_Task": vmRoute,
+		"UnregisterVM":    vmRoute,
+		"RegisterVM_Task": folderRoute,
 		"FindByUuid":      searchRoute,
 		"FindAllByUuid":   searchRoute,
 	}
 )
 
-func (p *peer) ensureHook(id string) {
-	ref := types.ManagedObjectReference{Type: hookType, Value: id}
-	if p.hooks.Get(ref) == nil {
-		p.hooks.Put(&vmHook{Self: ref, p: p})
+// ensureHook creates the per-object hook for the object id of route.per if
+// that object exists; false when it does not (the simulator then answers
+// ManagedObjectNotFound itself).
+func (p *peer) ensureHook(route *hookRoute, id string) bool {
+	switch route.per {
+	case "VirtualMachine":
+		if getVM(id) == nil {
+			return false
+		}
+	case "Folder":
+		if _, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "Folder", Value: id}).(*simulator.Folder); !ok {
+			return false
+		}
 	}
+	ref := types.ManagedObjectReference{Type: route.to, Value: id}
+	if p.hooks.Get(ref) == nil {
+		switch route.to {
+		case hookType:
+			p.hooks.Put(&vmHook{Self: ref, p: p})
+		case folderHookType:
+			p.hooks.Put(&folderHook{Self: ref, p: p})
+		}
+	}
+	return true
 }
 
 var (
@@ -1048,11 +1403,10 @@ func (p *peer) rewrite(body []byte) (out []byte, hooked bool) {
 		return body, false
 	}
 	id := string(body[loc[4]:loc[5]])
-	if route.perVM {
-		if getVM(id) == nil {
+	if route.per != "" {
+		if !p.ensureHook(route, id) {
 			return body, false // let the simulator report ManagedObjectNotFound
 		}
-		p.ensureHook(id)
 	} else if p.hooks.Get(types.ManagedObjectReference{Type: route.to, Value: id}) == nil {
 		return body, false
 	}
@@ -1867,6 +2221,7 @@ func main() {
 		toolsDefault:  *toolsRunning,
 		shutdownDelay: *shutdownDelay,
 		flags:         map[string]*vmFlags{},
+		unregistered:  map[string]vmIdentity{},
 	}
 	cleanup := func() {
 		model.Remove()
