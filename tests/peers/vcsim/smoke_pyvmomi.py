@@ -303,6 +303,160 @@ def standard_calls(si, base):
           "FindByUuid still finds every VM at the end")
 
 
+def by_name(base, name):
+    """The /state entry of the VM with that name."""
+    found = [v for v in ctl(base, "/state")["vms"] if v["name"] == name]
+    if len(found) != 1:
+        check(False, "one VM named %s in /state, not %d" % (name, len(found)))
+    return found[0]
+
+
+def gone(base, moref):
+    """True when the control API no longer knows the VM."""
+    try:
+        ctl(base, "/vm/" + moref)
+    except urllib.error.HTTPError as e:
+        return e.code == 404 and all(v["moref"] != moref for v in ctl(base, "/state")["vms"])
+    return False
+
+
+def host_failure_recovery(si, base):
+    """The collection's recovery of the VMs of a failed host: UnregisterVM, then
+    datacenter.vmFolder.RegisterVM_Task(path, name, asTemplate=False, pool, host)
+    on a live host, then PowerOnVM_Task on the new VM."""
+    content = si.RetrieveContent()
+    idx = content.searchIndex
+    dc = content.rootFolder.childEntity[0]
+    hosts = {p["name"]: h for h, p in bulk(si, vim.HostSystem, ["name"]).items()}
+    c0_pool = hosts["DC0_C0_H0"].parent.resourcePool
+    c1_pool = hosts["DC0_C1_H0"].parent.resourcePool
+
+    # VM A, powered on, on DC0_C0_H2; its identity no longer derivable from its path
+    a = by_name(base, "DC0_C0_RP0_VM0")
+    ctl(base, "/vm/%s/relocate" % a["moref"], {"host": "DC0_C0_H2"})
+    if a["powerState"] != "poweredOn":
+        ctl(base, "/vm/%s/power" % a["moref"], {"state": "poweredOn"})
+    vm = vim.VirtualMachine(a["moref"], si._stub)
+    uuid, iuuid = "4200aaaa-0000-4000-8000-00000000a001", "5000aaaa-0000-4000-8000-00000000a001"
+    WaitForTask(vm.ReconfigVM_Task(vim.vm.ConfigSpec(uuid=uuid, instanceUuid=iuuid)))
+    path, name, old_pool = vm.config.files.vmPathName, vm.name, vm.resourcePool
+
+    # a powered-on VM on a connected host cannot be unregistered (the simulator's rule, kept)
+    live = next(v for v in ctl(base, "/state")["vms"] if v["powerState"] == "poweredOn" and v["connectionState"] == "connected"
+                and v["name"] not in ("DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1", "DC0_H0_VM0", "DC0_H0_VM1"))
+    try:
+        vim.VirtualMachine(live["moref"], si._stub).UnregisterVM()
+        check(False, "UnregisterVM of a powered-on VM on a connected host refused")
+    except vim.fault.InvalidPowerState:
+        check(not gone(base, live["moref"]), "UnregisterVM of a powered-on VM on a connected host: InvalidPowerState, VM kept")
+
+    ctl(base, "/host/DC0_C0_H2/connection", {"state": "disconnected"})
+    check(vm.runtime.connectionState == "disconnected" and vm.runtime.powerState == "poweredOn",
+          "VM on the failed host: disconnected, last known power state poweredOn")
+    vm.UnregisterVM()
+    check(gone(base, a["moref"]), "UnregisterVM of that VM succeeds; /state and /vm/{moref} no longer know it")
+    try:
+        vm.name
+        check(False, "the unregistered VM is gone from the inventory")
+    except vmodl.fault.ManagedObjectNotFound:
+        check(True, "the unregistered VM is gone from the inventory (ManagedObjectNotFound)")
+    check(vm not in hosts["DC0_C0_H2"].vm and vm not in old_pool.vm and idx.FindByUuid(None, iuuid, True, True) is None,
+          "...from the old host's and pool's vm lists, and from FindByUuid")
+    check(placement_consistent(si, base) == [], "host/pool vm lists consistent after UnregisterVM")
+
+    def register(path, pool, host=None, name=None, folder=None):
+        return poll((folder or dc.vmFolder).RegisterVM_Task(path=path, name=name, asTemplate=False, pool=pool, host=host))
+
+    count = len(ctl(base, "/state")["vms"])
+    info = register(path, c0_pool, hosts["DC0_C0_H2"], name)
+    check(info.state == "error" and isinstance(info.error, vim.fault.InvalidHostConnectionState)
+          and len(ctl(base, "/state")["vms"]) == count,
+          "RegisterVM_Task onto the disconnected host: InvalidHostConnectionState, nothing registered")
+    info = register(path, c0_pool, hosts["DC0_C1_H0"], name)
+    check(info.state == "error" and isinstance(info.error, vmodl.fault.InvalidArgument),
+          "RegisterVM_Task with a host outside the pool's cluster: InvalidArgument")
+    info = register(vim.VirtualMachine(live["moref"], si._stub).config.files.vmPathName, c0_pool, hosts["DC0_C0_H0"], "another name")
+    check(info.state == "error" and isinstance(info.error, vim.fault.AlreadyExists),
+          "RegisterVM_Task of a path that is still registered: AlreadyExists")
+    sibling = by_name(base, "DC0_H0_VM1")  # in the datacenter's vm folder
+    info = register(path, c0_pool, hosts["DC0_C0_H0"], sibling["name"])
+    check(info.state == "error" and isinstance(info.error, vim.fault.DuplicateName) and info.error.object._moId == sibling["moref"],
+          "RegisterVM_Task with the name of a VM in the same folder: DuplicateName")
+    info = register(path, c0_pool, hosts["DC0_C0_H0"], name, folder=dc.hostFolder)
+    check(info.state == "error" and isinstance(info.error, vmodl.fault.NotSupported), "RegisterVM_Task on a host folder: NotSupported")
+    check(len(ctl(base, "/state")["vms"]) == count and placement_consistent(si, base) == [], "failed registrations change nothing")
+
+    # the recovery itself
+    info = register(path, c0_pool, hosts["DC0_C0_H0"], name)
+    new = info.result
+    check(info.state == "success" and isinstance(new, vim.VirtualMachine) and new._moId != a["moref"],
+          "RegisterVM_Task onto DC0_C0_H0: task result is the new VM (%s, was %s)" % (getattr(new, "_moId", None), a["moref"]))
+    got = read_objects(si, [new], props=VM_PROPS + ("config.uuid", "config.files.vmPathName", "resourcePool"))[new]
+    check(got["name"] == name and got["runtime.host"] == hosts["DC0_C0_H0"] and got["resourcePool"] == c0_pool
+          and got["runtime.powerState"] == "poweredOff" and got["runtime.connectionState"] == "connected"
+          and got["config.files.vmPathName"] == path, "new VM: same name and path, on the requested host and pool, powered off")
+    check(got["config.instanceUuid"] == iuuid and got["config.uuid"] == uuid and new.summary.config.instanceUuid == iuuid,
+          "new VM keeps the old config.instanceUuid and config.uuid")
+    check(got["guest.toolsRunningStatus"] == "guestToolsNotRunning" and got["guestHeartbeatStatus"] == "gray",
+          "new VM: tools not running, heartbeat gray while off")
+    state = ctl(base, "/vm/" + iuuid)
+    check(state["moref"] == new._moId and state["host"] == "DC0_C0_H0" and state["powerState"] == "poweredOff"
+          and state["instanceUuid"] == iuuid and state["uuid"] == uuid, "/state finds the new VM by the old instanceUuid")
+    check(idx.FindByUuid(None, iuuid, True, True) == new and idx.FindByUuid(dc, iuuid, True, True) == new
+          and list(idx.FindAllByUuid(None, iuuid, True, True)) == [new], "FindByUuid(instanceUuid=True) finds the new VM")
+    check(new in hosts["DC0_C0_H0"].vm and new in c0_pool.vm and placement_consistent(si, base) == [],
+          "new VM in the target host's and pool's vm lists, all lists consistent")
+    info = register(path, c0_pool, hosts["DC0_C0_H0"], name)
+    check(info.state == "error" and isinstance(info.error, vim.fault.AlreadyExists), "registering it again: AlreadyExists")
+
+    info = poll(new.PowerOnVM_Task())
+    check(info.state == "success" and new.runtime.powerState == "poweredOn" and new.guest.toolsRunningStatus == "guestToolsRunning"
+          and new.guestHeartbeatStatus == "green", "PowerOnVM_Task on the new VM: on, tools running, heartbeat green")
+    check(ctl(base, "/vm/" + new._moId)["powerState"] == "poweredOn", "/state agrees")
+    new.ShutdownGuest()
+    check(new.runtime.powerState == "poweredOff", "ShutdownGuest on the new VM")
+    WaitForTask(new.PowerOnVM_Task())
+    ctl(base, "/vm/%s/heartbeat" % new._moId, {"status": "red"})
+    check(new.guestHeartbeatStatus == "red", "control heartbeat on the new VM")
+    ctl(base, "/vm/%s/heartbeat" % new._moId, {"status": "green"})
+
+    # VM B on a host that is not responding; registered without host and name:
+    # the name comes back from the "vmx", the host is picked in the pool's cluster,
+    # and its peer settings (ignore_shutdown) travel with it
+    b = by_name(base, "DC0_C0_RP0_VM1")
+    ctl(base, "/vm/%s/relocate" % b["moref"], {"host": "DC0_C1_H2"})
+    ctl(base, "/vm/%s/ignore_shutdown" % b["moref"], {"on": True})
+    bvm = vim.VirtualMachine(b["moref"], si._stub)
+    bpath = bvm.config.files.vmPathName
+    ctl(base, "/host/DC0_C1_H2/connection", {"state": "notResponding"})
+    bvm.UnregisterVM()
+    check(gone(base, b["moref"]), "UnregisterVM of a VM on a notResponding host")
+    info = register(bpath, c1_pool)
+    nb = info.result
+    bstate = ctl(base, "/vm/" + b["instanceUuid"]) if info.state == "success" else {}
+    check(info.state == "success" and nb.name == "DC0_C0_RP0_VM1" and nb.runtime.host.parent == hosts["DC0_C1_H0"].parent
+          and nb.runtime.host != hosts["DC0_C1_H2"] and bstate.get("moref") == nb._moId and bstate.get("ignoreShutdown") is True,
+          "RegisterVM_Task without host and name: old name, a live host of the cluster (%s), settings kept"
+          % getattr(getattr(info.result, "runtime", None), "host", None))
+
+    # a powered-off VM on a connected host unregisters as in the simulator
+    c = by_name(base, "DC0_H0_VM0")
+    cvm = vim.VirtualMachine(c["moref"], si._stub)
+    if cvm.runtime.powerState != "poweredOff":
+        WaitForTask(cvm.PowerOffVM_Task())
+    cpath, cpool = cvm.config.files.vmPathName, cvm.resourcePool
+    cvm.UnregisterVM()
+    info = register(cpath, cpool, hosts["DC0_H0"], "DC0_H0_VM0")
+    check(gone(base, c["moref"]) and info.state == "success" and info.result.config.instanceUuid == c["instanceUuid"]
+          and info.result.runtime.host == hosts["DC0_H0"], "powered-off VM on a standalone host: unregister, register back")
+
+    ctl(base, "/host/DC0_C0_H2/connection", {"state": "connected"})
+    ctl(base, "/host/DC0_C1_H2/connection", {"state": "connected"})
+    names = [v["name"] for v in ctl(base, "/state")["vms"]]
+    check(len(names) == 6 and all(names.count(n) == 1 for n in ("DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1", "DC0_H0_VM0"))
+          and placement_consistent(si, base) == [], "reconnecting the failed hosts brings nothing back; lists consistent")
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else subprocess.check_output(
         [os.path.join(HERE, "build.sh")], text=True).strip().splitlines()[-1]
@@ -422,6 +576,7 @@ def main():
         check(placement_consistent(si, base) == [], "control relocate: host/pool vm lists consistent")
 
         standard_calls(si, base)
+        host_failure_recovery(si, base)
 
         Disconnect(si)
     finally:
