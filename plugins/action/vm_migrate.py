@@ -12,6 +12,7 @@ class ActionModule(VirtActionBase):
     SPEC = interface.MIGRATE_SPEC
     RULES = interface.MIGRATE_RULES
     AUDITED = True
+    AUDIT_STATE = "migrated"
 
     def work(self, params, task_vars):
         return interface.run_migrate(params, check_mode=self._task.check_mode, progress=self.progress)

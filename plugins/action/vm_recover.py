@@ -12,6 +12,7 @@ class ActionModule(VirtActionBase):
     SPEC = interface.RECOVER_SPEC
     RULES = interface.RECOVER_RULES
     AUDITED = True
+    AUDIT_STATE = "recovered"
 
     def fill_from_host(self, args, task_vars):
         args = super().fill_from_host(args, task_vars)

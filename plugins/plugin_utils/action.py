@@ -30,6 +30,7 @@ class VirtActionBase(ActionBase):
     SPEC = {}
     RULES = {}
     AUDITED = False  # power actions append one JSON line each to virtops_audit_log
+    AUDIT_STATE = None  # what the audit record calls the action when there is no `state`
     TRANSFERS_FILES = False
     _requires_connection = False  # never connect to the VM itself
     _supports_check_mode = True
@@ -82,7 +83,7 @@ class VirtActionBase(ActionBase):
             "who": self.who(task_vars),
             "via": self._via(task_vars),
             "module": self._task.action,
-            "state": params.get("state") or ("migrated" if params.get("destination_host") else None),
+            "state": params.get("state") or self.AUDIT_STATE,
             "reason": params.get("reason") or "",
             "target": {"name": before.get("name") or params.get("name"), "uuid": before.get("uuid") or params.get("uuid"),
                        "platform": params.get("platform"), "host": before.get("host"),
