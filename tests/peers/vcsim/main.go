@@ -74,11 +74,19 @@ type vmFlags struct {
 }
 
 type peer struct {
-	model         *simulator.Model
-	svc           *simulator.Service
-	client        *vim25.Client       // in-process client: goes through simulator locking, no auth
-	hooks         *simulator.Registry // hook objects only (hookPath); never simulator.Map
-	relocMu       sync.Mutex          // serialises relocations (host/pool vm-list bookkeeping)
+	model   *simulator.Model
+	svc     *simulator.Service
+	client  *vim25.Client       // in-process client: goes through simulator locking, no auth
+	hooks   *simulator.Registry // hook objects only (hookPath); never simulator.Map
+	relocMu sync.Mutex          // serialises relocations (host/pool vm-list bookkeeping)
+	// creating is held for writing while a VM enters or leaves the
+	// simulator's registry through RegisterVM_Task or UnregisterVM.  The
+	// simulator publishes a new VM before it fills it in, without the VM's
+	// lock, and updates ContainerViews that readers walk without the view's
+	// lock.  The peer's own readers of VMs (the control API, FindByUuid,
+	// FindAllByUuid) and the short SOAP read calls (readCalls) hold it for
+	// reading.  Lock order: creating, then relocMu, then objects.
+	creating      sync.RWMutex
 	toolsDefault  bool
 	shutdownDelay time.Duration
 
@@ -894,7 +902,10 @@ func vmListRemove(owner, vm types.ManagedObjectReference) {
 func (h *vmHook) UnregisterVM(ctx *simulator.Context, req *types.UnregisterVM) soap.HasFault {
 	body := &methods.UnregisterVMBody{}
 	_, ref := h.vm()
-	// Serialised with relocations and registrations (vm-list bookkeeping).
+	// Serialised with relocations and registrations (vm-list bookkeeping)
+	// and with readers (see peer.creating).
+	h.p.creating.Lock()
+	defer h.p.creating.Unlock()
 	h.p.relocMu.Lock()
 	defer h.p.relocMu.Unlock()
 	vm := getVM(ref.Value)
@@ -941,7 +952,8 @@ func (h *vmHook) UnregisterVM(ctx *simulator.Context, req *types.UnregisterVM) s
 		h.p.unregistered[vmx] = ident
 	}
 	h.p.mu.Unlock()
-	h.p.hooks.Remove(h.Self) // the VM is gone; a later call gets the simulator's ManagedObjectNotFound
+	// The hook object stays: a call already routed to it answers
+	// ManagedObjectNotFound for the VM, and later calls are not routed.
 	return res
 }
 
@@ -973,6 +985,8 @@ func (h *folderHook) RegisterVMTask(ctx *simulator.Context, req *types.RegisterV
 		body.Res = &types.RegisterVM_TaskResponse{Returnval: task}
 		return body
 	}
+	h.p.creating.Lock()
+	defer h.p.creating.Unlock()
 	h.p.relocMu.Lock()
 	defer h.p.relocMu.Unlock()
 
@@ -1205,11 +1219,14 @@ func randomUUID() string {
 
 type searchHook struct {
 	Self types.ManagedObjectReference
+	p    *peer
 }
 
 func (s *searchHook) Reference() types.ManagedObjectReference { return s.Self }
 
 func (s *searchHook) FindByUuid(req *types.FindByUuid) soap.HasFault {
+	s.p.creating.RLock()
+	defer s.p.creating.RUnlock()
 	body := &methods.FindByUuidBody{}
 	refs, f := findAllByUUID(req.Datacenter, req.Uuid, req.VmSearch, req.InstanceUuid)
 	if f != nil {
@@ -1224,6 +1241,8 @@ func (s *searchHook) FindByUuid(req *types.FindByUuid) soap.HasFault {
 }
 
 func (s *searchHook) FindAllByUuid(req *types.FindAllByUuid) soap.HasFault {
+	s.p.creating.RLock()
+	defer s.p.creating.RUnlock()
 	body := &methods.FindAllByUuidBody{}
 	refs, f := findAllByUUID(req.Datacenter, req.Uuid, req.VmSearch, req.InstanceUuid)
 	if f != nil {
@@ -1427,6 +1446,12 @@ func (p *peer) soapHandler(next http.Handler) http.Handler {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
+			if m := reMethod.FindSubmatch(body); m != nil && readCalls[string(m[1])] {
+				// see peer.creating (in-process calls do not come this way,
+				// so the read lock is never taken twice by one goroutine)
+				p.creating.RLock()
+				defer p.creating.RUnlock()
+			}
 			var hooked bool
 			if body, hooked = p.rewrite(body); hooked {
 				u := *r.URL
@@ -1438,6 +1463,23 @@ func (p *peer) soapHandler(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// readCalls are the short SOAP calls that read VMs or walk the inventory:
+// they wait while a VM enters or leaves the registry (see peer.creating).
+// WaitForUpdatesEx, which may block for long, is not among them.
+var readCalls = map[string]bool{
+	"RetrieveProperties":           true,
+	"RetrievePropertiesEx":         true,
+	"ContinueRetrievePropertiesEx": true,
+	"Fetch":                        true,
+	"CreateContainerView":          true,
+	"FindByDatastorePath":          true,
+	"FindByInventoryPath":          true,
+	"FindByDnsName":                true,
+	"FindAllByDnsName":             true,
+	"FindByIp":                     true,
+	"FindAllByIp":                  true,
 }
 
 // ---------------------------------------------------------------------------
@@ -1945,6 +1987,8 @@ Path segments are URL-escaped (a name containing "/" is sent as %2F).
 `
 
 func (p *peer) control(w http.ResponseWriter, r *http.Request) {
+	p.creating.RLock() // see peer.creating
+	defer p.creating.RUnlock()
 	raw := strings.Trim(r.URL.EscapedPath(), "/")
 	var parts []string
 	if raw != "" {
@@ -2256,7 +2300,7 @@ func main() {
 	// hooks are created when a call is first routed to them.
 	p.hooks = simulator.NewRegistry()
 	p.hooks.Path = hookPath
-	p.hooks.Put(&searchHook{Self: types.ManagedObjectReference{Type: searchHookType, Value: searchHookValue}})
+	p.hooks.Put(&searchHook{Self: types.ManagedObjectReference{Type: searchHookType, Value: searchHookValue}, p: p})
 	if si := p.client.ServiceContent.SearchIndex; si == nil || si.Value != searchHookValue {
 		fail(fmt.Errorf("unexpected SearchIndex reference %v", si))
 	}
