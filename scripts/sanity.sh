@@ -6,11 +6,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 py=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-# ansible-test bootstraps pip in its venvs with a script it downloads; the
-# offline stand-in from shared/tools answers instead (name = pip version).
+# ansible-test bootstraps pip in its venvs with a script it downloads; our
+# offline stand-in answers instead (the cache name carries the pip version).
 pipver=$(sed -n "s/^ *pip='\([0-9.]*\)',.*/\1/p" .venv/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | head -1)
-offline="$root/../shared/tools/get_pip_offline.py"
-[ -f "$offline" ] || offline="$root/tests/get_pip_offline.py"
+offline="$root/tests/get_pip_offline.py"
 mkdir -p ~/.ansible/test/cache
 if [ -n "$pipver" ]; then
   cp "$offline" ~/.ansible/test/cache/"get_pip_${pipver//./_}.py"
