@@ -36,14 +36,11 @@ RETURN = r"""
 _value:
   description:
     - One dict per VM with C(name), C(inventory_name), C(uuid), C(platform), C(host),
-      C(cluster), C(power_state), C(power_state_raw), C(heartbeat), C(restart_priority).
+      C(cluster), C(power_state), C(power_state_raw), C(heartbeat), C(restart_priority),
+      C(stale) (last-known VM of a host that could not be read) and C(last_seen).
   type: list
   elements: dict
 """
-
-FIELDS = ("name", "inventory_name", "uuid", "platform", "host", "cluster", "power_state",
-          "power_state_raw", "heartbeat", "restart_priority")
-
 
 def vm_records(names, hostvars):
     out = []
@@ -60,6 +57,8 @@ def vm_records(names, hostvars):
             "power_state_raw": hv.get("virt_power_state_raw"),
             "heartbeat": hv.get("virt_heartbeat"),
             "restart_priority": hv.get("virt_restart_priority") or "medium",
+            "stale": bool(hv.get("virt_stale")),
+            "last_seen": hv.get("virt_last_seen"),
         })
     out.sort(key=lambda r: (r["cluster"] or "", r["host"] or "", r["name"], r["uuid"] or ""))
     return out

@@ -11,10 +11,12 @@ listAllDomains calls mark managed-saved and transient domains.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
+from urllib.parse import quote
 
 from ansible_collections.virtops.unified.plugins.module_utils import driver as base
 from ansible_collections.virtops.unified.plugins.module_utils import model
@@ -94,13 +96,23 @@ class LibvirtDriver(base.Driver):
         self.name = hypervisor_name or self._call(self.conn.getHostname)
 
     # --- connection ------------------------------------------------------
+    def _connect_uri(self):
+        """The URI to open: an ssh URI without keyfile= takes $VIRTOPS_LIBVIRT_SSH_KEYFILE
+        (AWX writes the credential's key to a new path per job; libvirt hands ssh
+        no environment, so the path must ride in the URI). Never shown or stored."""
+        keyfile = os.environ.get("VIRTOPS_LIBVIRT_SSH_KEYFILE")
+        if not keyfile or "+ssh" not in self.uri.split("://", 1)[0] or "keyfile=" in self.uri:
+            return self.uri or None
+        return "%s%skeyfile=%s" % (self.uri, "&" if "?" in self.uri else "?", quote(keyfile, safe="/"))
+
     def _open(self, readonly):
         """Open with a time limit: an unreachable ssh host can hang for minutes."""
         box = {}
+        uri = self._connect_uri()
 
         def target():
             try:
-                box["conn"] = (libvirt.openReadOnly if readonly else libvirt.open)(self.uri or None)
+                box["conn"] = (libvirt.openReadOnly if readonly else libvirt.open)(uri)
             except libvirt.libvirtError as exc:
                 box["error"] = exc
 
