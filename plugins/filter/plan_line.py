@@ -45,8 +45,8 @@ def plan_line(entry, hostvars=None, outcome_var="evacuate_host_outcome"):
     outcome = entry.get("note") or "planned"
     if hostvars is not None:
         outcome = hostvars[entry["inventory_name"]].get(outcome_var) or outcome
-    return "%-24s %-10s -> %-14s %s" % (entry.get("name"), entry.get("power_state") or "",
-                                         entry.get("destination") or "(stays)", outcome)
+    fields = (entry.get("name"), entry.get("power_state") or "", entry.get("destination") or "(stays)", outcome)
+    return "%-24s %-10s -> %-14s %s" % fields
 
 
 class FilterModule:

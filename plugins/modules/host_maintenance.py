@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - Enters (O(state=present)) or leaves (O(state=absent)) maintenance mode on a host and
     waits until the platform reports it. vSphere refuses to enter while VMs run on the
-    host: move them first (the C(evacuate_host) runbook does).
+    host, so move them first (the C(evacuate_host) runbook does).
   - Supported on vSphere. Other platforms fail with a clear error and change nothing.
   - Runs on the controller. Against a hypervisor host of a virtops inventory no
     connection options are needed; O(name) is filled from C(virt_name).

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from helpers import SESSION_DIR, playbook
-from vcsim_peer import vcsim  # noqa: F401  (pytest fixture)
+# vcsim is a pytest fixture, used by name
+from vcsim_peer import vcsim  # noqa: F401 pylint: disable=unused-import
 
 NODE = ('<node><domain type="test"><name>kvm-vm1</name><uuid>0e0f7a31-8c64-4b7e-9a55-6f1f0c9d1a01</uuid>'
         '<memory>65536</memory><os><type>hvm</type></os></domain></node>')
