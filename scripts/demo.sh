@@ -29,7 +29,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n$ %s\n' "$1" "$2"; eval "$2"; }
 step "Where does each VM run? (cluster -> hypervisor -> VMs, read live)" \
   "ansible-inventory -i $inv --graph virt_cluster_prod && ansible-inventory -i $inv --graph virt_cluster_dev"
 step "If kvm01 dies, which VMs go down with it?" \
-  "ansible-playbook -i $inv playbooks/host_failure_impact.yml -e failed_host=kvm01"
+  "ansible-playbook -i $inv playbooks/host_failure_impact.yml -e failed_host=kvm01 -e report_dir=.build/demo/impact"
 step "Restart VM web02, dry run first (check mode prints the plan)" \
   "ansible-playbook -i $inv playbooks/restart_vm.yml -e target=web02 -e 'reason=demo' --check"
 step "Restart VM web02 for real" \

@@ -1,0 +1,775 @@
+"""The AWX side: job templates, surveys, credential types, inventory sources and the
+execution environment, each run or built the way AWX / Automation Controller does it.
+
+No AWX runs here. What AWX does for a job, and what stands in for it:
+
+* execution environment: ``ansible-builder create`` writes the build context of
+  execution-environment.yml; the collection is installed from that context exactly as
+  the image's galaxy stage does (``ansible-galaxy collection install -r requirements.yml``
+  in ``_build``), and that installed copy is the one every job below runs.
+* job: ``ansible_runner.run()`` on a private data dir laid out as AWX lays it out:
+  ``project/`` (a copy of the checkout without .git, like AWX's project copy),
+  ``inventory/`` (a libvirt test:/// lab), ``env/extravars`` (the job template's
+  extra_vars, the survey answers validated and defaulted as AWX does at launch, and the
+  ``awx_*`` / ``tower_*`` variables), ``env/envvars`` (AWX's job environment incl. the
+  ANSIBLE_COLLECTIONS_PATH it computes, AWX_TASK_ENV, credential injections),
+  ``env/settings`` and ``env/cmdline``. AWX runs this in a container at /runner; here
+  the private data dir is used in place (no container engine), so injected file paths
+  are host paths.
+* credentials: custom credential types are validated and injected by a transcription
+  of AWX's CredentialType.inject_credential (sandboxed Jinja, files in env/, 0600).
+* inventory update: ``ansible-inventory --list --export -i project/<source_path>``
+  run by ansible-runner from an ``args`` file, as AWX runs it.
+
+Every job template of awx/job_templates.yml marked ``ready`` runs, nothing is skipped:
+one that is not ready yet is left out by that flag, and the flag is checked against
+playbooks/. Each runbook's end state is checked independently of the job's output
+(the audit log, the report files, virsh).
+"""
+
+import copy
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import ansible_runner
+import pytest
+import yaml
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from packaging.requirements import Requirement
+
+from helpers import BIN, ROOT, _plain, virsh
+# vcsim is a pytest fixture, used by name
+from vcsim_peer import vcsim  # noqa: F401 pylint: disable=unused-import
+
+AWX_DIR = os.path.join(ROOT, "awx")
+EE_FILE = os.path.join(ROOT, "execution-environment.yml")
+EE_CONTEXT = os.path.join(ROOT, ".build", "ee-context")
+AWX_USER = "jdoe"
+
+
+# --- the definitions -------------------------------------------------------------------
+class _Loader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    """YAML as Ansible reads it: `!unsafe` strings stay plain strings."""
+
+
+_Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
+def load(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_Loader)  # nosec - SafeLoader subclass
+
+
+TEMPLATES = load(os.path.join(AWX_DIR, "job_templates.yml"))["virtops_awx_job_templates"]
+CREDENTIAL_TYPES = load(os.path.join(AWX_DIR, "credential_types.yml"))["virtops_awx_credential_types"]
+INVENTORY_SOURCES = load(os.path.join(AWX_DIR, "inventory_sources.yml"))["virtops_awx_inventory_sources"]
+READY = [t for t in TEMPLATES if t["ready"]]
+
+
+def runbook_of(template):
+    return Path(template["playbook"]).stem
+
+
+def credential_type(platform):
+    return next(t for t in CREDENTIAL_TYPES if t["platform"] == platform)
+
+
+# --- AWX's survey rules (awx/api/views JobTemplateSurveySpec, models/mixins SurveyJobTemplateMixin)
+SURVEY_TYPES = {"text": str, "textarea": str, "password": str, "integer": int, "float": (float, int),
+                "multiplechoice": str, "multiselect": (str, list)}
+RESERVED_PREFIXES = ("awx_", "tower_", "ansible_")
+
+
+def survey_spec_errors(spec):
+    """What AWX's API answers when the survey is saved (empty: accepted)."""
+    errors = []
+    for field, kind in (("name", str), ("description", str), ("spec", list)):
+        if not isinstance(spec.get(field), kind):
+            errors.append("field %r missing or not %s" % (field, kind.__name__))
+    if errors or not spec["spec"]:
+        return errors or ["'spec' doesn't contain any items"]
+    seen = set()
+    for idx, item in enumerate(spec["spec"]):
+        for field, kind in (("type", str), ("question_name", str), ("variable", str), ("required", bool)):
+            if not isinstance(item.get(field), kind):
+                errors.append("question %d: %r missing or not %s" % (idx, field, kind.__name__))
+        if item.get("variable") in seen:
+            errors.append("question %d: variable %r duplicated" % (idx, item["variable"]))
+        seen.add(item.get("variable"))
+        qtype = item.get("type")
+        if qtype not in SURVEY_TYPES:
+            errors.append("question %d: type %r not allowed" % (idx, qtype))
+            continue
+        if item.get("default", "") != "" and not isinstance(item["default"], SURVEY_TYPES[qtype]):
+            errors.append("question %d: default %r is not %s" % (idx, item["default"], qtype))
+        for key in ("min", "max"):
+            if key in item and item[key] is not None and not isinstance(item[key], int):
+                errors.append("question %d: %s is not an integer" % (idx, key))
+        if qtype in ("multiplechoice", "multiselect"):
+            if "choices" not in item:
+                errors.append("question %d: %s without choices" % (idx, qtype))
+            elif "default" in item:
+                defaults = item["default"] if isinstance(item["default"], list) else item["default"].splitlines()
+                if qtype == "multiplechoice" and len(defaults) > 1:
+                    errors.append("question %d: more than one default" % idx)
+                if any(d not in item["choices"] for d in defaults):
+                    errors.append("question %d: default not among the choices" % idx)
+    return errors
+
+
+def _answer_errors(item, value):
+    """AWX's _survey_element_validation for one answer."""
+    var, qtype = item["variable"], item["type"]
+    if qtype in ("text", "textarea", "password"):
+        if not isinstance(value, str):
+            return ["Value %r for '%s' expected to be a string." % (value, var)]
+        if item.get("min") not in ("", None) and len(value) < int(item["min"]):
+            return ["'%s' value %s is too small (length is %d must be at least %s)." % (var, value, len(value), item["min"])]
+        if item.get("max") not in ("", None) and len(value) > int(item["max"]):
+            return ["'%s' value %s is too large (must be no more than %s)." % (var, value, item["max"])]
+    elif qtype == "integer":
+        # AWX's own test: a bool is not an integer answer
+        if type(value) is not int:  # pylint: disable=unidiomatic-typecheck
+            return ["Value %r for '%s' expected to be an integer." % (value, var)]
+        if item.get("min") not in ("", None) and value < int(item["min"]):
+            return ["'%s' value %s is too small (must be at least %s)." % (var, value, item["min"])]
+        if item.get("max") not in ("", None) and value > int(item["max"]):
+            return ["'%s' value %s is too large (must be no more than %s)." % (var, value, item["max"])]
+    elif qtype == "multiplechoice" and value not in item["choices"]:
+        return ["Value %s for '%s' expected to be one of %s." % (value, var, item["choices"])]
+    return []
+
+
+def launch_vars(template, answers):
+    """Extra vars of a job launched with these survey answers, or AWX's refusal (ValueError)."""
+    extra = dict(template.get("job_template", {}).get("extra_vars") or {})
+    errors = []
+    for item in template["survey_spec"]["spec"]:
+        var = item["variable"]
+        if var in answers:
+            errors += _answer_errors(item, answers[var])
+            extra[var] = answers[var]
+        elif item.get("default") is not None and not _answer_errors(item, item["default"]):
+            extra[var] = item["default"]  # AWX fills unanswered questions with their default
+        elif item["required"]:
+            errors.append("'%s' value missing" % var)
+    if errors:
+        raise ValueError("; ".join(errors))
+    return extra
+
+
+def awx_meta_vars(job_id, template):
+    """What AWX adds to every job's extra vars (Job.awx_meta_vars)."""
+    meta = {"job_id": job_id, "job_launch_type": "manual", "job_template_id": 7,
+            "job_template_name": template["name"], "project_revision": "0" * 40, "project_scm_branch": "main",
+            "user_id": 3, "user_name": AWX_USER, "user_email": "jdoe@example.com", "user_first_name": "Jane",
+            "user_last_name": "Doe", "inventory_id": 2, "inventory_name": "virtops estate",
+            "execution_node": "awx-task-0", "host": "https://awx.example.com"}
+    out = {}
+    for prefix in ("awx_", "tower_"):
+        out.update({prefix + key: value for key, value in meta.items()})
+    return out
+
+
+# --- AWX's credential types (awx/main/fields.py, models/credential.py) -----------------
+ENV_BLOCKLIST = {"VIRTUAL_ENV", "PATH", "PYTHONPATH", "JOB_ID", "INVENTORY_ID", "INVENTORY_SOURCE_ID",
+                 "INVENTORY_UPDATE_ID", "AD_HOC_COMMAND_ID", "REST_API_URL", "REST_API_TOKEN", "MAX_EVENT_RES",
+                 "CALLBACK_QUEUE", "CALLBACK_CONNECTION", "CACHE", "JOB_CALLBACK_DEBUG", "INVENTORY_HOSTVARS",
+                 "AWX_HOST", "PROJECT_REVISION", "SUPERVISOR_CONFIG_PATH"}
+FIELD_KEYS = {"id", "label", "type", "format", "choices", "help_text", "multiline", "secret", "ask_at_runtime", "default"}
+NAME = re.compile(r"^[a-zA-Z_]+[a-zA-Z0-9_]*$")
+
+
+class _Namespace:  # the `tower` namespace of injector templates
+    pass
+
+
+def credential_type_errors(ctype):
+    """What AWX answers when the credential type is saved (empty: accepted)."""
+    errors = []
+    if ctype.get("kind") not in ("cloud", "net"):
+        errors.append("kind must be cloud or net for a custom type")
+    inputs, injectors = ctype.get("inputs", {}), ctype.get("injectors", {})
+    if set(inputs) - {"fields", "required"}:
+        errors.append("unknown inputs keys %s" % (set(inputs) - {"fields", "required"}))
+    ids = []
+    for field in inputs.get("fields", []):
+        ids.append(field.get("id"))
+        if set(field) - FIELD_KEYS or not {"id", "label"} <= set(field):
+            errors.append("field %r: keys %s" % (field.get("id"), sorted(field)))
+        if not NAME.match(field.get("id", "")) or field.get("id") == "tower":
+            errors.append("field id %r" % field.get("id"))
+        kind = field.get("type", "string")
+        if kind not in ("string", "boolean"):
+            errors.append("field %s: type %s" % (field["id"], kind))
+        wanted = {"string": str, "boolean": bool}.get(kind)
+        if "default" in field and type(field["default"]) is not wanted:  # pylint: disable=unidiomatic-typecheck
+            errors.append("field %s: default %r is not a %s" % (field["id"], field["default"], kind))
+        if kind != "string" and set(field) & {"choices", "multiline", "format", "secret"}:
+            errors.append("field %s: string-only keys on a %s" % (field["id"], kind))
+        if field.get("format") not in (None, "ssh_private_key", "url"):
+            errors.append("field %s: format %s" % (field["id"], field["format"]))
+        if "choices" in field and field.get("default", field["choices"][0]) not in field["choices"]:
+            errors.append("field %s: default not among the choices" % field["id"])
+    if len(ids) != len(set(ids)):
+        errors.append("field ids are not unique")
+    if not set(inputs.get("required", [])) <= set(ids):
+        errors.append("required names unknown fields")
+    if set(injectors) - {"file", "env", "extra_vars"}:
+        errors.append("unknown injector kinds %s" % (set(injectors) - {"file", "env", "extra_vars"}))
+    files = list(injectors.get("file", {}))
+    if any(not re.match(r"^template(\.[a-zA-Z_]+[a-zA-Z0-9_]*)?$", name) for name in files):
+        errors.append("file injector names %s" % files)
+    if "template" in files and len(files) > 1:
+        errors.append("must use multi-file syntax when injecting multiple files")
+    for var, value in injectors.get("env", {}).items():
+        if not NAME.match(var) or var.startswith("ANSIBLE_") or var in ENV_BLOCKLIST:
+            errors.append("env var %s is not allowed in credentials" % var)
+        if not value.isascii():
+            errors.append("env var %s: value is not ASCII" % var)
+    # every template must render with each field set and StrictUndefined
+    namespace = {fid: "EXAMPLE" for fid in ids}
+    namespace["tower"] = tower = _Namespace()
+    tower.filename = "EXAMPLE_FILENAME" if "template" in files else _Namespace()
+    for name in files:
+        if "." in name:
+            setattr(tower.filename, name.split(".", 1)[1], "EXAMPLE_FILENAME")
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+    for kind, mapping in injectors.items():
+        for key, tmpl in mapping.items():
+            try:
+                env.from_string(tmpl).render(namespace)
+            except (UndefinedError, TemplateSyntaxError) as exc:
+                errors.append("%s %s: %s" % (kind, key, exc))
+    return errors
+
+
+def inject(ctype, inputs, private_data_dir):
+    """AWX's CredentialType.inject_credential for a custom type: returns the env it adds."""
+    namespace = {"tower": _Namespace()}
+    for key, value in inputs.items():
+        if isinstance(value, bool) or len(value):
+            namespace[key] = value
+    for field in ctype["inputs"]["fields"]:
+        if field.get("type") == "boolean" and field["id"] not in inputs:
+            namespace[field["id"]] = False
+        if field.get("format") == "ssh_private_key" and field["id"] in namespace and not namespace[field["id"]].endswith("\n"):
+            namespace[field["id"]] += "\n"
+    sandbox = ImmutableSandboxedEnvironment()
+    tower = namespace["tower"]
+    for label, tmpl in ctype["injectors"].get("file", {}).items():
+        handle, path = tempfile.mkstemp(dir=os.path.join(private_data_dir, "env"))
+        with os.fdopen(handle, "w") as out:
+            out.write(sandbox.from_string(tmpl).render(**namespace))
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        if "." not in label:
+            tower.filename = path
+        else:
+            if not hasattr(tower, "filename"):
+                tower.filename = _Namespace()
+            setattr(tower.filename, label.split(".", 1)[1], path)
+    return {var: sandbox.from_string(tmpl).render(**namespace) for var, tmpl in ctype["injectors"].get("env", {}).items()}
+
+
+# --- the execution environment -------------------------------------------------------
+@pytest.fixture(scope="module")
+def ee_context():
+    """`ansible-builder create` of execution-environment.yml (writes a context, builds nothing)."""
+    shutil.rmtree(EE_CONTEXT, ignore_errors=True)
+    begun = time.monotonic()
+    proc = subprocess.run([os.path.join(BIN, "ansible-builder"), "create", "-f", "execution-environment.yml",
+                           "--context", os.path.relpath(EE_CONTEXT, ROOT)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    print("ansible-builder create: %.1f s" % (time.monotonic() - begun))
+    return Path(EE_CONTEXT)
+
+
+@pytest.fixture(scope="module")
+def ee_collections(ee_context, tmp_path_factory):
+    """The image's /usr/share/ansible/collections: the galaxy stage's command, run in _build."""
+    target = tmp_path_factory.mktemp("ee") / "collections"
+    proc = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r", "requirements.yml",
+                           "--collections-path", str(target)],
+                          cwd=ee_context / "_build", capture_output=True, text=True, timeout=300, check=False,
+                          env=dict(os.environ, ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (target / "ansible_collections" / "virtops" / "unified" / "MANIFEST.json").is_file()
+    return target
+
+
+def _containerfile(context):
+    for name in ("Containerfile", "Dockerfile"):
+        if (context / name).is_file():
+            return (context / name).read_text()
+    raise AssertionError("ansible-builder wrote no Containerfile in %s" % context)
+
+
+def _bindep_lines(text):
+    return {line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()}
+
+
+def _req_names(text):
+    return {Requirement(line.split("#", 1)[0]).name.lower()
+            for line in text.splitlines() if line.split("#", 1)[0].strip()}
+
+
+def test_execution_environment_context_holds_our_dependencies(ee_context, ee_collections):
+    definition = load(EE_FILE)
+    containerfile = _containerfile(ee_context)
+    build = ee_context / "_build"
+    assert 'EE_BASE_IMAGE="%s"' % definition["images"]["base_image"]["name"] in containerfile
+    assert 'PYCMD="%s"' % definition["dependencies"]["python_interpreter"]["python_path"] in containerfile
+    assert "ansible-core" in containerfile and "ansible-runner" in containerfile
+    # python: requirements.txt, as is
+    ours = _req_names(Path(ROOT, "requirements.txt").read_text())
+    assert ours == {"libvirt-python", "pyvmomi"}
+    assert _req_names((build / "requirements.txt").read_text()) == ours
+    # system: bindep.txt with the libvirt client library (and what building libvirt-python needs)
+    bindep = _bindep_lines((build / "bindep.txt").read_text())
+    assert _bindep_lines(Path(ROOT, "bindep.txt").read_text()) == bindep
+    for line in ("libvirt-libs [platform:rpm]", "libvirt-devel [platform:rpm compile]", "gcc [compile]",
+                 "pkgconf-pkg-config [platform:rpm compile]", "openssh-clients [platform:rpm]"):
+        assert line in bindep
+    # galaxy: this collection, installed in the galaxy stage from the copy in the context
+    assert load(build / "requirements.yml") == load(os.path.join(AWX_DIR, "ee", "requirements.yml"))
+    assert (build / "virtops_unified" / "galaxy.yml").is_file()
+    assert re.search(r"ansible-galaxy collection install .*-r requirements.yml", containerfile)
+    assert "COPY _build/configs/ssh_known_hosts /etc/ssh/ssh_known_hosts" in containerfile
+    # the builder stage's own introspection over the collections of the image, as in the Containerfile
+    out = ee_context / "introspected"
+    proc = subprocess.run([os.path.join(BIN, "python"), str(build / "scripts" / "introspect.py"), "introspect",
+                           str(ee_collections), "--user-pip=requirements.txt", "--user-bindep=bindep.txt",
+                           "--write-pip=%s" % (out / "requirements.txt"), "--write-bindep=%s" % (out / "bindep.txt")],
+                          cwd=build, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert _req_names((out / "requirements.txt").read_text()) == ours
+    assert "libvirt-libs [platform:rpm]  # from collection virtops.unified" in (out / "bindep.txt").read_text()
+
+
+# what a collection build holds that the image does not need at run time
+NOT_RUNTIME = {"MANIFEST.json", "FILES.json", "tests", "docs", "awx", "scripts", "demo", "changelogs",
+               "execution-environment.yml", "requirements-run.txt", "requirements-test.txt", "ansible.cfg",
+               ".ansible-lint", ".ci", "CHANGELOG.rst"}
+
+
+def test_execution_environment_installs_every_runtime_part_of_the_collection(ee_collections, tmp_path):
+    proc = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    tarball = next(tmp_path.glob("virtops-unified-*.tar.gz"))
+    with tarfile.open(tarball) as tar:
+        built = {name.split("/", 1)[0] for name in tar.getnames()}
+        built_files = {name for name in tar.getnames() if tar.getmember(name).isfile()}
+    installed_root = ee_collections / "ansible_collections" / "virtops" / "unified"
+    installed = {p.name for p in installed_root.iterdir()}
+    # dot-directories are tools' state (ansible-lint's .ansible/, .pytest_cache/), never runtime content
+    missing = {name for name in built - installed - NOT_RUNTIME if not name.startswith(".")}
+    assert not missing, ("execution-environment.yml does not copy %s into the image's collection: add it to "
+                         "additional_build_files, or to NOT_RUNTIME here" % sorted(missing))
+    runtime_files = {f for f in built_files if f.split("/", 1)[0] in installed and f.split("/", 1)[0] not in NOT_RUNTIME}
+    assert {f for f in runtime_files if not (installed_root / f).is_file()} == set()
+
+
+# --- the definitions, statically --------------------------------------------------------
+def test_job_templates_cover_the_runbooks_and_ready_means_present():
+    names = [t["name"] for t in TEMPLATES]
+    assert len(names) == len(set(names))
+    playbooks = {"playbooks/%s" % p for p in os.listdir(os.path.join(ROOT, "playbooks")) if p.endswith(".yml")}
+    declared = {t["playbook"] for t in TEMPLATES}
+    assert playbooks <= declared, "runbooks without a job template in awx/job_templates.yml: %s" % sorted(playbooks - declared)
+    for template in TEMPLATES:
+        present = os.path.isfile(os.path.join(ROOT, template["playbook"]))
+        assert present == template["ready"], (
+            "%s: ready=%s but %s %s: set ready: %s in awx/job_templates.yml"
+            % (template["name"], template["ready"], template["playbook"], "exists" if present else "does not exist", present))
+    assert set(RUNBOOK_CHECKS) >= {runbook_of(t) for t in READY}, "every ready runbook needs a lab check here"
+
+
+def _role_options():
+    options = set()
+    for spec in Path(ROOT, "roles").glob("*/meta/argument_specs.yml"):
+        for entry in (load(spec).get("argument_specs") or {}).values():
+            options |= set(entry.get("options") or {})
+    return options
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=[t["name"] for t in TEMPLATES])
+def test_survey_is_valid_for_awx(template):
+    assert survey_spec_errors(copy.deepcopy(template["survey_spec"])) == []
+    variables = [q["variable"] for q in template["survey_spec"]["spec"]]
+    assert not [v for v in variables if v.startswith(RESERVED_PREFIXES)]
+    assert set(template.get("job_template", {})) <= {
+        "ask_job_type_on_launch", "ask_diff_mode_on_launch", "allow_simultaneous", "timeout", "extra_vars"}
+    if template["ready"]:
+        # every question feeds the runbook: a variable of its playbook or an option of a role
+        text = Path(ROOT, template["playbook"]).read_text()
+        unused = [v for v in variables if not re.search(r"\b%s\b" % re.escape(v), text) and v not in _role_options()]
+        assert not unused, "survey variables the runbook never reads: %s" % unused
+    # AWX refuses a launch without the required answers, and fills in the defaults
+    required = [q["variable"] for q in template["survey_spec"]["spec"] if q["required"] and "default" not in q]
+    if required:
+        with pytest.raises(ValueError, match="'%s' value missing" % required[0]):
+            launch_vars(template, {})
+
+
+@pytest.mark.parametrize("ctype", CREDENTIAL_TYPES, ids=[t["name"] for t in CREDENTIAL_TYPES])
+def test_credential_type_is_valid_for_awx(ctype):
+    assert credential_type_errors(ctype) == []
+
+
+def test_inventory_sources_name_files_and_credentials_that_exist():
+    for source in INVENTORY_SOURCES:
+        path = Path(ROOT, source["source_path"])
+        assert path.is_file(), source
+        plugin = load(path)["plugin"]
+        assert path.name.endswith("%s.yml" % plugin.rsplit(".", 1)[1])
+        assert credential_type(source["credential"])
+        settings = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+        assert not re.search(r"(?i)password|secret|keyfile|private", settings), "no secret in %s" % path
+
+
+# --- the lab: two fake hypervisors of libvirt's test:/// driver ----------------------------
+# name -> run state (1 running, 5 shut off). app02 is defined on both with one uuid (shared
+# storage): running on kvm01, a standby on kvm02, which is where recovery starts it.
+LAB = {"kvm01": {"web01": 1, "db01": 1, "app01": 5, "app02": 1}, "kvm02": {"web02": 1, "cache01": 1, "app02": 5}}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("awx-lab")
+    uris = {}
+    ids = {name: str(uuid.uuid4()) for vms in LAB.values() for name in vms}
+    for host, vms in LAB.items():
+        doms = "".join(
+            '<domain type="test" xmlns:test="http://libvirt.org/schemas/domain/test/1.0">'
+            "<name>%s</name><uuid>%s</uuid><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
+            "<test:runstate>%d</test:runstate></domain>" % (name, ids[name], state) for name, state in vms.items())
+        (root / ("%s.xml" % host)).write_text("<node>%s</node>" % doms)
+        uris[host] = "test://%s" % (root / ("%s.xml" % host))
+    inventory = ["plugin: virtops.unified.libvirt", "hypervisors:"]
+    inventory += ["  - {name: %s, uri: '%s', cluster: prod}" % (host, uri) for host, uri in uris.items()]
+    return {"uris": uris, "inventory": "\n".join(inventory) + "\n",
+            "uuids": {host: {name: virsh(uri, "domuuid", name) for name in LAB[host]} for host, uri in uris.items()}}
+
+
+def _copy_project(dest):
+    """AWX's project copy: the checkout without .git (and without what a fresh clone lacks)."""
+    shutil.copytree(ROOT, dest, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".build", ".pytest_cache", "__pycache__", ".ansible", "output"))
+
+
+class AwxJob:
+    """One private data dir laid out as AWX lays it out for a job, run by ansible-runner."""
+
+    counter = 4700
+
+    def __init__(self, root, ee_collections, template, answers, inventory=None, credentials=(), ssh_key=None,
+                 job_type="run"):
+        AwxJob.counter += 1
+        self.job_type = job_type
+        self.id = AwxJob.counter
+        self.template = template
+        self.pdd = root / ("job_%d" % self.id)
+        self.state = root / "state"  # AWX_TASK_ENV: the persistent state directory
+        for sub in ("inventory", "env", "artifacts"):
+            (self.pdd / sub).mkdir(parents=True)
+        _copy_project(self.pdd / "project")
+        if inventory:
+            (self.pdd / "inventory" / "lab.libvirt.yml").write_text(inventory)
+        self.extravars = dict(launch_vars(template, answers), **awx_meta_vars(self.id, template)) if template else {}
+        self.envvars = {
+            # AWX's job environment (RunJob.build_env): ANSIBLE_COLLECTIONS_PATH as AWX computes it from the
+            # project's ansible.cfg, with the image's collections (here: installed from the EE context)
+            "ANSIBLE_COLLECTIONS_PATH": ":".join([str(self.pdd / "requirements_collections"), ".build/collections",
+                                                  "~/.ansible/collections", str(ee_collections)]),
+            "ANSIBLE_ROLES_PATH": ":".join([str(self.pdd / "requirements_roles"), "~/.ansible/roles"]),
+            "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_FORCE_COLOR": "False",
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.pdd / "cp"), "JOB_ID": str(self.id), "INVENTORY_ID": "2",
+            "PROJECT_REVISION": "0" * 40, "MAX_EVENT_RES": "700000", "AWX_HOST": "https://awx.example.com",
+            "AWX_PRIVATE_DATA_DIR": str(self.pdd),
+            "PATH": BIN + os.pathsep + os.environ.get("PATH", ""),
+            # AWX_TASK_ENV (configure.yml, virtops_awx_state_dir)
+            "VIRTOPS_AUDIT_LOG": str(self.state / "audit.jsonl"), "VIRTOPS_LOCK_DIR": str(self.state / "locks"),
+            "VIRTOPS_LAST_KNOWN_DIR": str(self.state / "last_known"),
+        }
+        for ctype, inputs in credentials:
+            self.envvars.update(inject(ctype, inputs, str(self.pdd)))
+        self.ssh_key = ssh_key
+        self.runner = None
+
+    def run(self, command=None):
+        env = self.pdd / "env"
+        (env / "extravars").write_text(yaml.safe_dump(self.extravars))
+        (env / "envvars").write_text(yaml.safe_dump(self.envvars))
+        (env / "settings").write_text(json.dumps({"job_timeout": 600, "suppress_ansible_output": True,
+                                                  "suppress_output_file": True}))
+        if self.ssh_key:  # a Machine credential: runner loads it into an ssh-agent for the run
+            (env / "ssh_key").write_text(self.ssh_key)
+        kwargs = {}
+        if command:  # an inventory update: the whole command in `args`, as AWX writes it
+            (self.pdd / "args").write_text(command)
+        else:
+            (env / "cmdline").write_text("--check -u root" if self.job_type == "check" else "-u root")
+            kwargs["playbook"] = self.template["playbook"] if self.template else "probe.yml"
+        begun = time.monotonic()
+        with _job_environment():
+            self.runner = ansible_runner.run(private_data_dir=str(self.pdd), ident=str(self.id), quiet=True, **kwargs)
+        self.elapsed = time.monotonic() - begun  # pylint: disable=attribute-defined-outside-init
+        self.events = list(self.runner.events)  # pylint: disable=attribute-defined-outside-init
+        return self
+
+    @property
+    def status(self):
+        return self.runner.status
+
+    def started_tasks(self):
+        return [e["event_data"].get("task") for e in self.events if e["event"] == "playbook_on_task_start"]
+
+    def failures(self):
+        return [e["event_data"] for e in self.events if e["event"] == "runner_on_failed"
+                and not e["event_data"].get("ignore_errors")]
+
+    def results(self, task):
+        return [e["event_data"]["res"] for e in self.events
+                if e["event"] in ("runner_on_ok", "runner_on_failed") and e["event_data"].get("task") == task]
+
+    def stdout(self):
+        return "\n".join(e.get("stdout", "") for e in self.events)
+
+    def audit(self):
+        path = self.state / "audit.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+class _job_environment:  # pylint: disable=invalid-name
+    """The job sees the environment of an execution environment, not this test session's."""
+
+    DROP = ("ANSIBLE_", "VIRTOPS_", "VMWARE_", "LIBVIRT_DEFAULT_URI", "SSH_AUTH_SOCK")
+
+    def __enter__(self):
+        self.saved = {k: v for k, v in os.environ.items() if k.startswith(self.DROP)}  # pylint: disable=attribute-defined-outside-init
+        for key in self.saved:
+            del os.environ[key]
+
+    def __exit__(self, *exc):
+        os.environ.update(self.saved)
+
+
+# --- every ready job template, run as an AWX job -----------------------------------------
+def _records(doc):
+    """Every dict with a uuid and a host in a report (recursively)."""
+    found = []
+    if isinstance(doc, dict):
+        if isinstance(doc.get("uuid"), str) and "host" in doc:
+            found.append(doc)
+        for value in doc.values():
+            found += _records(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            found += _records(value)
+    return found
+
+
+def _check_restart_vm(job, answers, lab):
+    (record,) = job.audit()  # one power action, by the AWX user, through this job
+    assert record["who"] == AWX_USER and record["via"] == "awx job %d" % job.id
+    assert record["reason"] == answers["reason"]
+    assert record["target"]["uuid"] == lab["uuids"]["kvm01"]["db01"]  # virsh's uuid of db01
+    assert record["target"]["host"] == "kvm01" and record["target"]["inventory_name"] == "db01"
+    assert record["state"] == "restarted" and record["result"] == "ok"
+    assert record["before"] == "running" and record["after"] == "running"
+    assert [s["action"] for s in record["steps"]][-1] == "start"
+
+
+def _check_host_failure_impact(job, answers, lab):
+    report = Path(answers["report_dir"])
+    assert {p.name for p in report.iterdir()} >= {"impact.csv", "impact.json", "impact.html"}
+    listed = {(r["uuid"], r["host"]) for r in _records(json.loads((report / "impact.json").read_text()))}
+    assert listed == {(u, "kvm01") for u in lab["uuids"]["kvm01"].values()}  # virsh: every domain of kvm01 only
+    rows = (report / "impact.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + len(LAB["kvm01"])
+    assert job.audit() == []  # reads only
+
+
+def _check_export_mapping(job, answers, lab):
+    export = Path(answers["export_dir"])
+    assert {"mapping.json", "mapping.csv"} <= {p.name for p in export.iterdir()}
+    listed = {(r["uuid"], r["host"]) for r in _records(json.loads((export / "mapping.json").read_text()))}
+    expected = {(u, host) for host, by_name in lab["uuids"].items() for u in by_name.values()}
+    assert listed == expected  # virsh's uuids, each with the hypervisor (node file) it is defined on
+    assert len((export / "mapping.csv").read_text().strip().splitlines()) == 1 + len(expected)
+    assert job.audit() == []
+
+
+def _check_evacuate_host(job, answers, lab):
+    # libvirt cannot live-migrate through virtops: every VM of the host is planned with no
+    # destination, reported as left, and nothing is done (no power or migrate action).
+    assert job.audit() == []
+    for name in LAB[answers["evacuate"]]:
+        assert name in job.stdout()
+    assert set(virsh(lab["uris"][answers["evacuate"]], "list", "--all", "--name").split()) == set(LAB[answers["evacuate"]])
+
+
+def _check_recover_host_failure(job, answers, lab):
+    # kvm01 "failed": only app02 has a standby definition (same uuid) on a live host, kvm02
+    (record,) = job.audit()
+    assert record["who"] == AWX_USER and record["via"] == "awx job %d" % job.id
+    assert record["reason"] == answers["reason"]
+    assert record["target"]["uuid"] == lab["uuids"]["kvm02"]["app02"] == lab["uuids"]["kvm01"]["app02"]
+    assert record["host_after"] == "kvm02" and record["after"] == "running" and record["result"] == "ok"
+    for name in ("web01", "db01", "app01"):  # reported as not recoverable, not touched
+        assert name in job.stdout()
+
+
+# runbook -> (answers for the lab, task names the job must start, independent end-state check)
+RUNBOOK_CHECKS = {
+    "restart_vm": ({"target": "db01", "reason": "INC-4711 db01 hangs"},
+                   ["Restart through the hypervisor (graceful, then forced after the timeout)",
+                    "Check that the VM runs again"], _check_restart_vm),
+    "host_failure_impact": ({"failed_host": "kvm01"}, [], _check_host_failure_impact),
+    "export_mapping": ({}, [], _check_export_mapping),
+    "evacuate_host": ({"evacuate": "kvm01", "reason": "CHG-12 firmware"}, [], _check_evacuate_host),
+    "recover_host_failure": ({"failed_host": "kvm01", "reason": "INC-4713 kvm01 down"}, ["Recover"],
+                             _check_recover_host_failure),
+}
+
+
+def _localhost_task_names(playbook):
+    """Tasks of the playbook's own plays on localhost: every one starts (maybe to be skipped)."""
+    names = []
+    for play in load(os.path.join(ROOT, playbook)):
+        if play.get("hosts") == "localhost":
+            names += [t["name"] for key in ("pre_tasks", "tasks", "post_tasks") for t in play.get(key) or []]
+    return names
+
+
+@pytest.mark.parametrize("template", READY, ids=[runbook_of(t) for t in READY])
+def test_job_template_runs_as_an_awx_job(template, lab, ee_collections, tmp_path):
+    answers, tasks, check = RUNBOOK_CHECKS[runbook_of(template)]
+    answers = dict(answers)
+    for question in template["survey_spec"]["spec"]:  # directories of the lab, for the report runbooks
+        if question["variable"].endswith("_dir"):
+            answers[question["variable"]] = str(tmp_path / question["variable"])
+    job = AwxJob(tmp_path, ee_collections, template, answers, inventory=lab["inventory"]).run()
+    print("%s: %s in %.1f s" % (template["name"], job.status, job.elapsed))
+    assert job.status == "successful", (job.failures(), job.stdout()[-4000:])
+    missing = [t for t in _localhost_task_names(template["playbook"]) + tasks if t not in job.started_tasks()]
+    assert not missing, "tasks that did not run: %s" % missing
+    check(job, answers, lab)
+
+
+def test_unknown_target_fails_the_job_and_names_it(lab, ee_collections, tmp_path):
+    template = next(t for t in READY if runbook_of(t) == "restart_vm")
+    job = AwxJob(tmp_path, ee_collections, template, {"target": "no-such-vm-42", "reason": "INC-4712 test"},
+                 inventory=lab["inventory"]).run()
+    assert job.status == "failed"
+    (failure,) = job.failures()
+    assert "no-such-vm-42" in failure["res"]["msg"]
+    assert failure["task"] == "Stop if a target is unknown or ambiguous (nothing is touched)"
+    assert job.audit() == []  # nothing was touched
+
+
+def test_check_job_type_plans_and_touches_nothing(lab, ee_collections, tmp_path):
+    """Job type "check" (ask_job_type_on_launch): AWX adds --check; the runbook prints its plan."""
+    template = next(t for t in READY if runbook_of(t) == "restart_vm")
+    assert template["job_template"]["ask_job_type_on_launch"]
+    job = AwxJob(tmp_path, ee_collections, template, {"target": "db01", "reason": "INC-4714 plan"},
+                 inventory=lab["inventory"], job_type="check").run()
+    assert job.status == "successful", (job.failures(), job.stdout()[-3000:])
+    (report,) = job.results("Report")
+    assert report["msg"][0].startswith("PLAN (check mode, nothing done): restart of db01 (%s)" % lab["uuids"]["kvm01"]["db01"])
+    assert job.audit() == []
+
+
+def test_survey_answers_awx_would_refuse_never_reach_a_job():
+    template = next(t for t in READY if runbook_of(t) == "restart_vm")
+    with pytest.raises(ValueError, match="'reason' value missing"):
+        launch_vars(template, {"target": "db01"})
+    with pytest.raises(ValueError, match="restart_vm_force"):
+        launch_vars(template, {"target": "db01", "reason": "INC-1", "restart_vm_force": "maybe"})
+    with pytest.raises(ValueError, match="restart_vm_shutdown_timeout"):
+        launch_vars(template, {"target": "db01", "reason": "INC-1", "restart_vm_shutdown_timeout": "60"})
+    assert launch_vars(template, {"target": "db01", "reason": "INC-1"}) == {
+        "target": "db01", "reason": "INC-1", "restart_vm_shutdown_timeout": 120, "restart_vm_force": "true"}
+
+
+# --- credentials: what AWX injects reaches the plugins ------------------------------------
+def test_vmware_credential_drives_the_inventory_source(vcsim, ee_collections, tmp_path):  # noqa: F811
+    sim = vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "2", "-vm", "2")
+    source = next(s for s in INVENTORY_SOURCES if s["credential"] == "vmware")
+    job = AwxJob(tmp_path, ee_collections, None, {}, credentials=[(credential_type("vmware"), {
+        "host": "127.0.0.1", "username": sim.username, "password": sim.password, "port": str(sim.port),
+        "validate_certs": "false"})])
+    assert job.envvars["VMWARE_PORT"] == str(sim.port) and job.envvars["VMWARE_VALIDATE_CERTS"] == "false"
+    output = job.pdd / "artifacts" / str(job.id) / "output.json"
+    job.envvars.update(VIRTOPS_LAST_KNOWN_DIR=str(tmp_path / "last_known"))
+    job.run(command="ansible-inventory --list --export -i %s --output %s --playbook-dir %s" % (
+        job.pdd / "project" / source["source_path"], output, (job.pdd / "project" / source["source_path"]).parent))
+    assert job.status == "successful", job.stdout()[-3000:]
+    data = _plain(json.loads(output.read_text()))
+    hostvars = data["_meta"]["hostvars"]
+    from pyVmomi import vim  # pylint: disable=import-outside-toplevel
+    assert {h["virt_name"] for h in hostvars.values() if h.get("virt_kind") == "vm"} == {
+        vm.name for vm in sim.objects(vim.VirtualMachine) if not vm.config.template}
+    assert {h["virt_name"] for h in hostvars.values() if h.get("virt_kind") == "hypervisor"} == {
+        h.name for h in sim.objects(vim.HostSystem)}
+    assert sim.password not in output.read_text() and sim.password not in job.stdout()
+
+
+FAKE_SSH = """#!/bin/sh
+# stands in for ssh: libvirt runs it with a scrubbed environment; record what it got
+{ echo "ARGS $*"; echo "AGENT $(ssh-add -L 2>&1)"; } > %s
+exit 1
+"""
+
+
+@pytest.fixture()
+def ssh_key(tmp_path):
+    path = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "virtops-awx-test", "-f", str(path)], check=True)
+    return path.read_text().rstrip("\n"), (tmp_path / "id_ed25519.pub").read_text().split()[1]
+
+
+def _probe(job, task):
+    (job.pdd / "project" / "probe.yml").write_text(yaml.safe_dump([{
+        "name": "Probe", "hosts": "localhost", "gather_facts": False,
+        "tasks": [dict(task, name="Probe libvirt", ignore_errors=True)]}]))
+    return job.run()
+
+
+def test_libvirt_credential_puts_its_key_file_in_the_default_uri(ee_collections, tmp_path, ssh_key):
+    private, _public = ssh_key
+    record, fake = tmp_path / "ssh-record", tmp_path / "fake-ssh"
+    fake.write_text(FAKE_SSH % record)
+    fake.chmod(0o755)
+    job = AwxJob(tmp_path, ee_collections, None, {}, credentials=[(credential_type("libvirt"), {
+        "ssh_private_key": private, "default_uri": "qemu+ssh://root@kvm01.invalid/system?command=%s&no_tty=1" % fake})])
+    keyfile = job.envvars["VIRTOPS_LIBVIRT_SSH_KEYFILE"]
+    assert job.envvars["LIBVIRT_DEFAULT_URI"].endswith("&keyfile=%s" % keyfile)
+    assert Path(keyfile).read_text() == private + "\n" and stat.S_IMODE(os.stat(keyfile).st_mode) == 0o600
+    _probe(job, {"virtops.unified.vm_info": {"platform": "libvirt", "name": "db01", "connect_timeout": 10}})
+    args = record.read_text().splitlines()[0]
+    assert " -i %s " % keyfile in args and "kvm01.invalid" in args  # libvirt handed the key to ssh
+
+
+def test_machine_credential_key_reaches_libvirt_ssh_through_the_agent(ee_collections, tmp_path, ssh_key):
+    private, public = ssh_key
+    record, fake = tmp_path / "ssh-record", tmp_path / "fake-ssh"
+    fake.write_text(FAKE_SSH % record)
+    fake.chmod(0o755)
+    job = AwxJob(tmp_path, ee_collections, None, {}, ssh_key=private + "\n")
+    uri = "qemu+ssh://root@kvm01.invalid/system?command=%s&no_tty=1" % fake
+    _probe(job, {"virtops.unified.vm_info": {"platform": "libvirt", "name": "db01", "connect_timeout": 10, "uri": uri}})
+    agent = record.read_text().splitlines()[1]
+    assert public in agent, agent  # ssh, run by libvirt, sees runner's ssh-agent holding the key
