@@ -30,6 +30,7 @@ step "Where does each VM run? (cluster -> hypervisor -> VMs, read live)" \
   "ansible-inventory -i $inv --graph virt_cluster_prod && ansible-inventory -i $inv --graph virt_cluster_dev"
 step "If kvm01 dies, which VMs go down with it?" \
   "ansible-playbook -i $inv playbooks/host_failure_impact.yml -e failed_host=kvm01 -e report_dir=.build/demo/impact"
+printf 'The picture: file://%s/.build/demo/impact/impact.html (also impact.csv, impact.json)\n' "$root"
 step "Restart VM web02, dry run first (check mode prints the plan)" \
   "ansible-playbook -i $inv playbooks/restart_vm.yml -e target=web02 -e 'reason=demo' --check"
 step "Restart VM web02 for real" \
