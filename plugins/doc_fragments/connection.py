@@ -69,7 +69,7 @@ options:
     default: true
 notes:
   - When the task targets a host of a virtops inventory, the action plugin fills
-    O(platform), the connection options and O(uuid) from that host's C(virt_*)
+    O(platform) and the connection options (and, for a VM, its uuid) from that host's C(virt_*)
     variables and runs on the controller, so no connection settings are needed.
 requirements:
   - libvirt-python (platform libvirt)

@@ -42,6 +42,7 @@ _value:
   elements: dict
 """
 
+
 def vm_records(names, hostvars):
     out = []
     for inv_name in names or []:
