@@ -93,3 +93,17 @@ def test_unknown_host_is_refused_and_nothing_changes(site):
         proc = playbook(inv, play, "-e", arg, check=False)
         assert proc.returncode != 0 and "esx99 is not a hypervisor of this inventory" in proc.stdout
     assert hosts_of(sim) == before
+
+
+def test_restart_vm_on_the_merged_inventory(site):
+    sim, inv = site
+    vm = [v for v in sim.state()["vms"] if v["powerState"] == "poweredOn"][0]
+    boot_before = sim.vm(vm["instanceUuid"]).summary.runtime.bootTime
+    proc = playbook(inv, "playbooks/restart_vm.yml", "-e", "target=%s" % vm["instanceUuid"],
+                    "-e", json.dumps({"reason": "merged inventory"}))
+    assert "steps: shutdown=ok, start=ok" in proc.stdout
+    after = sim.vm(vm["instanceUuid"])
+    assert after.runtime.powerState == "poweredOn" and after.summary.runtime.bootTime != boot_before
+    # the libvirt source of the same inventory stays addressable by name in the same run
+    dry = playbook(inv, "playbooks/restart_vm.yml", "-e", "target=kvm-vm1", "--check")
+    assert "PLAN (check mode, nothing done): restart of kvm-vm1" in dry.stdout
