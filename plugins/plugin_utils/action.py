@@ -12,11 +12,11 @@ connection to the VM is ever opened.
 
 from __future__ import annotations
 
+import getpass
+
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
-
-import getpass
 
 from ansible_collections.virtops.unified.plugins.module_utils import interface, runbook
 from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
@@ -25,7 +25,7 @@ display = Display()
 
 
 class VirtActionBase(ActionBase):
-    """Subclasses set SPEC, RULES and implement work(params)."""
+    """Subclasses set SPEC, RULES and implement work(params, task_vars)."""
 
     SPEC = {}
     RULES = {}
