@@ -68,7 +68,7 @@ EXAMPLES = r"""
   gather_facts: false
   serial: 1
   tasks:
-    - name: vMotion to esx02
+    - name: Move it to esx02 with vMotion
       virtops.unified.vm_migrate:
         destination_host: esx02
         expected_host: esx01
