@@ -39,6 +39,18 @@ if [ ! -f "$stamp" ] || [ -n "$(find requirements*.txt -newer "$stamp")" ]; then
   touch "$stamp"
 fi
 
+# ansible-rulebook gets a venv of its own (its dependencies pin differently).
+if [ "$profile" = test ]; then
+  eda=.build/eda-venv
+  [ -x $eda/bin/python ] || "$python" -m venv $eda
+  if [ ! -f $eda/.virtops ] || [ requirements-eda.txt -nt $eda/.virtops ] || [ requirements.txt -nt $eda/.virtops ]; then
+    echo "bootstrap: installing ansible-rulebook into $eda"
+    $eda/bin/python -m pip install -q --upgrade pip
+    $eda/bin/python -m pip install -q -r requirements-eda.txt
+    touch $eda/.virtops
+  fi
+fi
+
 # The checkout itself is the collection virtops.unified.
 mkdir -p .build/collections/ansible_collections/virtops
 ln -sfn "$root" .build/collections/ansible_collections/virtops/unified

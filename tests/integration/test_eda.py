@@ -1,0 +1,278 @@
+"""Event-Driven Ansible: the hypervisor_health event source against the vCenter
+simulator (its `main` run with an asyncio.Queue), and the restart_hung_vm
+rulebook run by the real ansible-rulebook (venv .build/eda-venv, Java 17).
+Outcomes are read with pyVmomi / the peer's control API and the audit log."""
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import ROOT
+# vcsim is a pytest fixture, used by name
+from vcsim_peer import PASSWORD, USERNAME, VcsimPeer, vcsim  # noqa: F401 pylint: disable=unused-import
+
+COLLECTIONS = os.path.join(ROOT, ".build", "collections")
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+SOURCE_DIR = os.path.join(ROOT, "extensions", "eda", "plugins", "event_source")
+sys.path.insert(0, SOURCE_DIR)
+import hypervisor_health as hh  # noqa: E402 pylint: disable=wrong-import-position
+
+EDA_VENV = os.path.join(ROOT, ".build", "eda-venv")
+JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+
+
+def src_args(sim, **extra):
+    out = {"platform": "vmware", "hostname": "127.0.0.1", "port": sim.port, "validate_certs": False,
+           "username": USERNAME, "password": PASSWORD, "interval": 0.5, "failure_interval": 2, "min_uptime": 0}
+    out.update(extra)
+    return out
+
+
+class Running:
+    """The source's main() as a task; collect() reads its events."""
+
+    def __init__(self, args):
+        self.queue = asyncio.Queue()
+        self.task = asyncio.create_task(hh.main(self.queue, args))
+        self.events = []
+
+    async def collect(self, seconds, until=None):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.task.done():
+                self.task.result()  # raises what main raised
+                raise AssertionError("the source stopped")
+            try:
+                ev = await asyncio.wait_for(self.queue.get(), 0.2)
+            except asyncio.TimeoutError:
+                continue
+            ev["_at"] = time.monotonic()
+            self.events.append(ev)
+            if until and until(ev):
+                return ev
+        return None
+
+    async def stop(self):
+        self.task.cancel()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+
+
+def of(events, kind):
+    return [e for e in events if e["virtops"]["type"] == kind]
+
+
+@pytest.mark.parametrize("args, words", [
+    ({}, "platform must be one of"),
+    ({"platform": "hyperv"}, "platform must be one of"),
+    ({"platform": "vmware", "hostname": "h", "interval": "soon"}, "interval must be a number"),
+    ({"platform": "vmware", "hostname": "h", "uri": "qemu:///system"}, "uri is a libvirt argument"),
+    ({"platform": "libvirt", "uri": "test:///default", "hostname": "vc"}, "hostname is a vmware argument"),
+    ({"platform": "libvirt", "hypervisors": [{"uri": "test:///default"}]}, "needs name and uri"),
+    ({"platform": "vmware", "hostname": "h", "failure_intervall": 5}, "unknown argument(s) failure_intervall"),
+])
+def test_misconfigured_arguments_fail_at_start(args, words, monkeypatch):
+    for key in ("VMWARE_HOST", "LIBVIRT_DEFAULT_URI"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ValueError, match=None) as err:
+        asyncio.run(hh.main(asyncio.Queue(), args))
+    assert words in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def sim(vcsim):  # noqa: F811
+    return vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "2", "-host", "1", "-vm", "2")
+
+
+def test_heartbeat_red_gives_vm_hung_for_that_vm_only(sim):
+    victim = [v for v in sim.state()["vms"] if v["name"] == "DC0_H0_VM0"][0]
+
+    async def scenario():
+        run = Running(src_args(sim))
+        await run.collect(1.5)  # first polls: the initial state gives no event
+        assert run.events == []
+        sim.vm_do(victim["name"], "heartbeat", status="red")
+        lost_at = time.monotonic()
+        hung = await run.collect(15, until=lambda e: e["virtops"]["type"] == "vm_hung")
+        await run.collect(3)  # nothing more: once per episode
+        sim.vm_do(victim["name"], "heartbeat", status="green")
+        await run.collect(1.5)
+        await run.stop()
+        return run.events, hung, lost_at
+
+    events, hung, lost_at = asyncio.run(scenario())
+    assert hung is not None, events
+    assert [e["virtops"]["type"] for e in events] == ["vm_heartbeat_lost", "vm_hung"], events
+    ev = hung["virtops"]
+    assert ev["virt_uuid"] == victim["instanceUuid"] and ev["virt_name"] == "DC0_H0_VM0"
+    assert ev["virt_host"] == "DC0_H0" and ev["virt_platform"] == "vmware" and ev["virt_heartbeat"] == "lost"
+    assert ev["virt_power_state"] == "running" and "heartbeat lost" in ev["reason"]
+    assert hung["meta"]["hosts"] == "DC0_H0_VM0"
+    assert hung["_at"] - lost_at >= 2.0  # failure_interval
+    assert PASSWORD not in json.dumps(events)
+
+
+def test_min_uptime_holds_back_a_vm_just_powered_on(sim):
+    name = "DC0_H0_VM1"
+
+    async def scenario():
+        run = Running(src_args(sim, failure_interval=1, min_uptime=5))
+        await run.collect(1.5)
+        sim.vm_do(name, "power", state="poweredOff")
+        await run.collect(1.5)
+        sim.vm_do(name, "power", state="poweredOn")
+        on_at = time.monotonic()
+        await run.collect(1.5)
+        sim.vm_do(name, "heartbeat", status="red")
+        hung = await run.collect(15, until=lambda e: e["virtops"]["type"] == "vm_hung")
+        sim.vm_do(name, "heartbeat", status="green")
+        await run.stop()
+        return run.events, hung, on_at
+
+    events, hung, on_at = asyncio.run(scenario())
+    power = [(e["virtops"]["previous_power_state"], e["virtops"]["virt_power_state"])
+             for e in of(events, "vm_power_changed")]
+    assert power == [("running", "stopped"), ("stopped", "running")], events
+    assert hung is not None and hung["virtops"]["virt_name"] == name
+    assert hung["_at"] - on_at >= 5.0  # min_uptime after the power-on was seen
+
+
+def test_host_disconnect_gives_host_connection_lost_then_back(sim):
+    host = "DC0_C0_H0"
+    on_host = sorted(v["name"] for v in sim.state()["vms"] if v["host"] == host)
+
+    async def scenario():
+        run = Running(src_args(sim))
+        await run.collect(1.5)
+        sim.host_do(host, "connection", state="disconnected")
+        lost = await run.collect(10, until=lambda e: e["virtops"]["type"] == "host_connection_lost")
+        await run.collect(1.5)
+        sim.host_do(host, "connection", state="connected")
+        back = await run.collect(10, until=lambda e: e["virtops"]["type"] == "host_connection_back")
+        await run.stop()
+        return run.events, lost, back
+
+    events, lost, back = asyncio.run(scenario())
+    assert lost is not None and back is not None, events
+    assert lost["virtops"]["virt_name"] == host and lost["meta"]["hosts"] == host
+    assert lost["virtops"]["virt_connection_state"] == "disconnected"
+    assert lost["virtops"]["vms"] == on_host
+    # the VMs of the host read 'unknown' meanwhile: the host event says it, no VM noise
+    assert of(events, "vm_power_changed") == [], events
+    assert [e["virtops"]["type"] for e in events] == ["host_connection_lost", "host_connection_back"]
+
+
+def test_endpoint_that_goes_away_is_reported_once_and_the_source_keeps_running(vcsim, tmp_path):  # noqa: F811
+    peer = vcsim("-dc", "1", "-cluster", "0", "-host", "1", "-vm", "1")
+    port = peer.port
+
+    async def scenario():
+        run = Running(src_args(peer, interval=0.3))
+        await run.collect(1.5)
+        await asyncio.to_thread(peer.stop)
+        gone = await run.collect(15, until=lambda e: e["virtops"]["type"] == "endpoint_unreachable")
+        await run.collect(3)  # several more failed polls: still one event, still running
+        assert not run.task.done()
+        again = VcsimPeer(tmp_path, "-dc", "1", "-cluster", "0", "-host", "1", "-vm", "1",
+                          "-listen", "127.0.0.1:%d" % port)
+        await asyncio.to_thread(again.start)
+        try:
+            back = await run.collect(20, until=lambda e: e["virtops"]["type"] == "endpoint_back")
+        finally:
+            await run.stop()
+            again.stop()
+        return run.events, gone, back
+
+    events, gone, back = asyncio.run(scenario())
+    assert gone is not None, events
+    assert gone["virtops"]["error_type"] == "Unreachable"
+    assert len(of(events, "endpoint_unreachable")) == 1
+    assert back is not None, events
+    assert [e["virtops"]["type"] for e in events] == ["endpoint_unreachable", "endpoint_back"], events
+
+
+# --- the real ansible-rulebook --------------------------------------------------
+
+def rulebook_available():
+    exe = os.path.join(EDA_VENV, "bin", "ansible-rulebook")
+    if not os.access(exe, os.X_OK):
+        return None, "ansible-rulebook not installed in %s (pip install ansible-rulebook)" % EDA_VENV
+    if not os.path.isdir(JAVA_HOME):
+        return None, "no Java 17 at %s" % JAVA_HOME
+    return exe, None
+
+
+def audit_restarts(path, vm_uuid):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+    except FileNotFoundError:
+        return []
+    return [r for r in records if (r.get("target") or {}).get("uuid") == vm_uuid and r.get("state") == "restarted"]
+
+
+def test_rulebook_restarts_a_hung_vm_exactly_once(vcsim, tmp_path):  # noqa: F811
+    exe, why = rulebook_available()
+    if exe is None:
+        pytest.fail(why, pytrace=False)
+    peer = vcsim("-dc", "1", "-cluster", "0", "-host", "1", "-vm", "2")
+    vms = {v["name"]: v for v in peer.state()["vms"]}
+    hung, other = vms["DC0_H0_VM0"], vms["DC0_H0_VM1"]
+    other_boot = peer.vm(other["instanceUuid"]).runtime.bootTime
+    inv = peer.write_inventory(tmp_path / "sim.vmware.yml")
+    variables = tmp_path / "vars.yml"
+    variables.write_text(json.dumps({
+        "virtops_platform": "vmware", "virtops_vmware_hostname": "127.0.0.1", "virtops_vmware_port": peer.port,
+        "virtops_vmware_validate_certs": False, "virtops_interval": 1, "virtops_failure_interval": 2,
+        "virtops_min_uptime": 0}))
+    audit = tmp_path / "audit.jsonl"
+    env = dict(os.environ, JAVA_HOME=JAVA_HOME, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               PATH=os.path.join(EDA_VENV, "bin") + os.pathsep + os.environ["PATH"],
+               VIRTOPS_AUDIT_LOG=str(audit), VIRTOPS_LOCK_DIR=str(tmp_path / "locks"),
+               VMWARE_USER=USERNAME, VMWARE_PASSWORD=PASSWORD, ANSIBLE_NOCOLOR="1")
+    log = open(tmp_path / "rulebook.log", "w")  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [exe, "--rulebook", os.path.join(ROOT, "extensions/eda/rulebooks/restart_hung_vm.yml"), "-i", inv,
+         "--vars", str(variables), "-S", SOURCE_DIR, "-v"],
+        cwd=str(tmp_path), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        time.sleep(8)  # JVM start + first polls
+        assert proc.poll() is None, (tmp_path / "rulebook.log").read_text()[-4000:]
+        peer.vm_do(hung["name"], "heartbeat", status="red")
+        deadline = time.monotonic() + 120
+        while not audit_restarts(audit, hung["instanceUuid"]) and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "rulebook.log").read_text()[-4000:]
+            time.sleep(1)
+        restarted_in = time.monotonic() - (deadline - 120)
+        # the heartbeat stays red after the restart: later vm_hung events are throttled
+        peer.vm_do(hung["name"], "heartbeat", status="red")
+        time.sleep(15)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+    output = (tmp_path / "rulebook.log").read_text()
+    done = audit_restarts(audit, hung["instanceUuid"])
+    assert len(done) == 1, output[-6000:]
+    assert "EDA restart_hung_vm" in json.dumps(done[0])
+    assert audit_restarts(audit, other["instanceUuid"]) == []
+    now_other = peer.vm(other["instanceUuid"])
+    assert now_other.runtime.powerState == "poweredOn" and now_other.runtime.bootTime == other_boot
+    assert peer.vm(hung["instanceUuid"]).runtime.powerState == "poweredOn"
+    assert PASSWORD not in output
+    print("heartbeat red -> restart recorded in %.1f s" % restarted_in)
+    shutil.copy(tmp_path / "rulebook.log", os.path.join(ROOT, ".build", "eda-last-rulebook.log"))
