@@ -497,6 +497,6 @@ if __name__ == "__main__":
             print(json.dumps(event), flush=True)
 
     logging.basicConfig(level=logging.INFO)
-    mock_args = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {"platform": "libvirt", "uri": "test:///default",
-                                                                    "interval": 5}
+    default_args = {"platform": "libvirt", "uri": "test:///default", "interval": 5}
+    mock_args = json.loads(sys.argv[1]) if len(sys.argv) > 1 else default_args
     asyncio.run(main(MockQueue(), mock_args))
