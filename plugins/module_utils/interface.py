@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, virtops maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What vm_power and vm_info do, shared by the modules and their action plugins.
+"""What the vm_* and host_* modules do, shared by the modules and their action plugins.
 
 The argument specs live here next to the code that reads them; the option
 docs live in doc_fragments/connection.py and the modules' DOCUMENTATION.
