@@ -26,7 +26,7 @@ ansible-lint
 step "collection build and install"
 rm -rf .build/dist .build/installed && mkdir -p .build/dist
 ansible-galaxy collection build --output-path .build/dist --force >/dev/null
-ansible-galaxy collection install -p .build/installed .build/dist/virtops-unified-*.tar.gz >/dev/null
+ANSIBLE_COLLECTIONS_PATH=.build/installed ansible-galaxy collection install --force -p .build/installed .build/dist/virtops-unified-*.tar.gz >/dev/null
 test -f .build/installed/ansible_collections/virtops/unified/plugins/modules/vm_power.py
 
 step "unit and integration tests"
