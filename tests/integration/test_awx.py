@@ -299,7 +299,7 @@ def ee_context():
 def ee_collections(ee_context, tmp_path_factory):
     """The image's /usr/share/ansible/collections: the galaxy stage's command, run in _build."""
     target = tmp_path_factory.mktemp("ee") / "collections"
-    proc = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r", "requirements.yml",
+    proc = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--force", "-r", "requirements.yml",
                            "--collections-path", str(target)],
                           cwd=ee_context / "_build", capture_output=True, text=True, timeout=300, check=False,
                           env=dict(os.environ, ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1"))
@@ -359,7 +359,8 @@ def test_execution_environment_context_holds_our_dependencies(ee_context, ee_col
 
 # what a collection build holds that the image does not need at run time
 NOT_RUNTIME = {"MANIFEST.json", "FILES.json", "tests", "docs", "awx", "scripts", "demo", "changelogs",
-               "execution-environment.yml", "requirements-run.txt", "requirements-test.txt", "ansible.cfg",
+               "execution-environment.yml", "requirements-run.txt", "requirements-test.txt", "requirements-eda.txt",
+               "ansible.cfg",
                ".ansible-lint", ".ci", "CHANGELOG.rst"}
 
 
