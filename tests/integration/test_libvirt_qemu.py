@@ -187,6 +187,11 @@ def test_stopped_without_force_times_out_and_leaves_the_guest_running(lab):
     assert rc != 0 and out["error_type"] == "Timeout" and "timed out after 2s" in out["msg"]
     assert out["actions"][0]["result"] == "timeout"
     assert domstate(name) == "running"
+    # what was done (a shutdown request that went unanswered) is still in the audit log
+    with open(out["audit_log"], encoding="utf-8") as handle:
+        last = [json.loads(line) for line in handle][-1]
+    assert last["target"]["name"] == name and last["result"].startswith("failed: ")
+    assert [(s["action"], s["result"]) for s in last["steps"]] == [("shutdown", "timeout")]
 
 
 def test_action_plugin_fills_the_target_from_inventory(lab):
