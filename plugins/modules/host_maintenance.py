@@ -20,17 +20,12 @@ author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.unified.connection
+  - virtops.unified.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
-  action_group:
-    description: Use C(group/virtops.unified.vm) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership: [virtops.unified.vm]
 options:
   name:
     description: Name of the host on its platform (the ESXi host name).
@@ -78,19 +73,12 @@ elapsed:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.virtops.unified.plugins.module_utils import interface
-from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
+from ansible_collections.virtops.unified.plugins.module_utils.entry import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=interface.MAINTENANCE_SPEC, supports_check_mode=True)
-    try:
-        result = interface.run_maintenance(module.params, check_mode=module.check_mode)
-    except VirtError as exc:
-        module.fail_json(**interface.failure(exc))
-    module.exit_json(**result)
+    run_module(interface.MAINTENANCE_SPEC, {}, lambda module: interface.run_maintenance(module.params, check_mode=module.check_mode))
 
 
 if __name__ == "__main__":

@@ -129,19 +129,13 @@ locked:
 
 import getpass
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.virtops.unified.plugins.module_utils import interface
-from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
+from ansible_collections.virtops.unified.plugins.module_utils.entry import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=interface.GUARD_SPEC, supports_check_mode=True, **interface.GUARD_RULES)
-    try:
-        result = interface.run_guard(module.params, getpass.getuser(), check_mode=module.check_mode)
-    except VirtError as exc:
-        module.fail_json(**interface.failure(exc))
-    module.exit_json(**result)
+    run_module(interface.GUARD_SPEC, interface.GUARD_RULES,
+               lambda module: interface.run_guard(module.params, getpass.getuser(), check_mode=module.check_mode))
 
 
 if __name__ == "__main__":
