@@ -12,12 +12,10 @@ Stdlib only; pyVmomi is needed by the plugins, not by this script.
 """
 
 import argparse
-import cProfile  # noqa: F401  (the profile run uses `python -m cProfile`)
 import datetime
 import json
 import os
 import pstats
-import re
 import select
 import shutil
 import signal
