@@ -23,9 +23,18 @@ DEFAULT_AUDIT_LOG = "~/.ansible/virtops/audit.jsonl"
 DEFAULT_LOCK_DIR = "~/.ansible/virtops/locks"
 
 
+# what vm_guard and the restart runbook count as a restart of a VM
+RESTART_STATES = ("restarted", "reset")
+
+
 def audit_log_path(configured=None):
     """The audit log: the variable virtops_audit_log, else $VIRTOPS_AUDIT_LOG, else the default."""
     return configured or os.environ.get("VIRTOPS_AUDIT_LOG") or DEFAULT_AUDIT_LOG
+
+
+def lock_dir_path(configured=None):
+    """The lock directory: as given, else $VIRTOPS_LOCK_DIR, else the default."""
+    return configured or os.environ.get("VIRTOPS_LOCK_DIR") or DEFAULT_LOCK_DIR
 
 
 def now_iso():
@@ -71,11 +80,12 @@ def read_audit(path, since=None):
 
 
 def recent_actions(path, vm_uuid, states, window):
-    """Power actions on this VM within `window` seconds that did something."""
+    """Power actions on this VM within `window` seconds that did something
+    (states None: any state)."""
     since = time.time() - window
     return [r for r in read_audit(path, since)
             if (r.get("target") or {}).get("uuid") == vm_uuid
-            and r.get("state") in states and r.get("steps")]
+            and (states is None or r.get("state") in states) and r.get("steps")]
 
 
 def check_rate(path, vm_uuid, name, states, limit, window):
@@ -98,7 +108,7 @@ def _span(seconds):
     return "%ds" % seconds
 
 
-def _lock_path(lock_dir, vm_uuid):
+def lock_path(lock_dir, vm_uuid):
     safe = "".join(c for c in vm_uuid if c.isalnum() or c in "-_") or "unknown"
     return os.path.join(os.path.expanduser(lock_dir), safe + ".lock")
 
@@ -119,7 +129,7 @@ def acquire_lock(lock_dir, vm_uuid, owner, stale_after=3600):
     A lock whose holder died on this controller, or older than `stale_after`
     seconds, is taken over (and said so in `taken_over`).
     """
-    path = _lock_path(lock_dir, vm_uuid)
+    path = lock_path(lock_dir, vm_uuid)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     token = uuidlib.uuid4().hex
     content = dict(owner, token=token, time=now_iso(), pid=os.getpid(), controller=socket.gethostname())
@@ -156,7 +166,7 @@ def read_lock(path):
 
 def release_lock(lock_dir, vm_uuid, token):
     """Remove the lock if `token` still owns it; return whether it did."""
-    path = _lock_path(lock_dir, vm_uuid)
+    path = lock_path(lock_dir, vm_uuid)
     if read_lock(path).get("token") != token:
         return False
     os.unlink(path)

@@ -22,6 +22,17 @@ interval         seconds between polls (15)
 failure_interval seconds a heartbeat must stay lost before vm_hung (60)
 min_uptime       seconds after a VM was seen powering on during which it is
                  never reported hung (240)
+max_resets       at most this many vm_hung / vm_down events per VM within
+                 reset_window (3); the next time the VM needs one,
+                 vm_reset_limit_reached is emitted instead, once, and the
+                 rulebooks stop acting on that VM. Restarts recorded in the
+                 audit log count too, so a restarted source remembers them.
+reset_window     seconds (86400)
+audit_log        the virtops audit log read for virtops' own actions
+                 (VIRTOPS_AUDIT_LOG, else ~/.ansible/virtops/audit.jsonl)
+lock_dir         the runbooks' per-VM locks (VIRTOPS_LOCK_DIR, else
+                 ~/.ansible/virtops/locks): a VM locked by a runbook is being
+                 acted on, so its power changes are expected
 vms              optional list of VM names (platform name or inventory name)
                  or uuids: only these VMs are reported on
 repeat_after     seconds; re-emit vm_hung while the heartbeat stays lost
@@ -41,7 +52,17 @@ Events
  "meta": {"hosts": "<inventory name>"}}
 
 types: host_connection_lost, host_connection_back, vm_power_changed,
-vm_heartbeat_lost, vm_hung, endpoint_unreachable, endpoint_back.
+vm_heartbeat_lost, vm_hung, vm_down, vm_reset_limit_reached,
+endpoint_unreachable, endpoint_back.
+
+vm_down: a VM that was running is still not running one poll later, no
+virtops runbook or module did it (no lock held, nothing in the audit log since
+it was last seen running), and no one shut it down on purpose as far as the
+platform tells: ``cause`` is libvirt's reason (destroyed, crashed, failed,
+daemon; a guest shutdown, save or migration is never vm_down) or ``unknown``
+on vSphere, which does not say why a VM went off. Stop a watched VM on
+purpose through virtops.unified.vm_power or a guest shutdown: a
+``virsh destroy`` looks exactly like a fault.
 The first poll only records state (no event for the initial state), except that
 an endpoint unreachable at the first poll is reported, and a heartbeat already
 lost at the first poll starts its failure clock then.
@@ -75,9 +96,12 @@ LOG = logging.getLogger("virtops.hypervisor_health")
 PLATFORMS = ("libvirt", "vmware")
 KNOWN_ARGS = {"platform", "uri", "hypervisor_name", "hypervisors", "hostname", "username", "password",
               "port", "validate_certs", "interval", "failure_interval", "min_uptime", "vms",
-              "repeat_after", "agent_ping", "connect_timeout"}
+              "repeat_after", "agent_ping", "connect_timeout", "max_resets", "reset_window",
+              "audit_log", "lock_dir"}
 LOST_STATES = ("disconnected", "not_responding", "unreachable")
 UP_STATES = ("connected", "maintenance")
+# libvirt shutoff reasons that are not a fault: someone meant it
+PLANNED_CAUSES = ("shutdown", "saved", "migrated", "from_snapshot")
 
 
 def _import_collection():
@@ -153,6 +177,10 @@ def parse_args(args):
         "min_uptime": _number(args, "min_uptime", 240),
         "repeat_after": _number(args, "repeat_after", 0),
         "connect_timeout": int(_number(args, "connect_timeout", 30, minimum=1)),
+        "max_resets": int(_number(args, "max_resets", 3, minimum=1)),
+        "reset_window": _number(args, "reset_window", 86400, minimum=1),
+        "audit_log": args.get("audit_log"),
+        "lock_dir": args.get("lock_dir"),
     }
     vms = args.get("vms")
     if vms is not None:
@@ -290,7 +318,8 @@ def in_scope(vm, inventory_name, scope):
 
 
 class VmState:
-    __slots__ = ("name", "host", "power", "heartbeat", "lost_since", "powered_on_at", "hung_at")
+    __slots__ = ("name", "host", "power", "heartbeat", "lost_since", "powered_on_at", "hung_at",
+                 "running_at_wall", "down_since", "down_done")
 
     def __init__(self, vm, now, first):
         self.name = vm.name
@@ -301,6 +330,9 @@ class VmState:
         # a VM running at the first poll was not seen powering on: no grace
         self.powered_on_at = None if first or vm.power_state != "running" else now
         self.hung_at = None
+        self.running_at_wall = time.time() if vm.power_state == "running" else None
+        self.down_since = None  # when it was first seen down after running
+        self.down_done = False  # this down episode was reported (or found planned)
 
 
 class Monitor:
@@ -312,6 +344,7 @@ class Monitor:
         self.endpoints = [Endpoint(cfg["platform"], ep, cfg["connect_timeout"], cfg["agent_ping"], cfg["vms"])
                           for ep in cfg["endpoints"]]
         self.names = {}  # uuid -> inventory name
+        self.acted = {}  # uuid -> clock times of vm_hung / vm_down events (max_resets)
 
     def close(self):
         for ep in self.endpoints:
@@ -454,8 +487,8 @@ class Monitor:
                 if (due and lost_for >= cfg["failure_interval"]
                         and (up_for is None or up_for >= cfg["min_uptime"])):
                     st.hung_at = now
-                    events.append(self._vm_event(
-                        "vm_hung", ep, vm,
+                    events.append(self._act(
+                        "vm_hung", ep, vm, now,
                         "guest heartbeat lost for %ds (failure_interval %ds) on %s; detected by "
                         "virtops.unified.hypervisor_health" % (lost_for, cfg["failure_interval"], vm.host),
                         heartbeat_lost_for=round(lost_for, 1), failure_interval=cfg["failure_interval"],
@@ -464,8 +497,68 @@ class Monitor:
                 st.lost_since = None
                 st.hung_at = None
             st.heartbeat = vm.heartbeat
+            events.extend(self._down(ep, vm, st, now))
         ep.vms = seen
         return events
+
+    def _down(self, ep, vm, st, now):
+        """vm_down: running before, down at two polls in a row, and not virtops' doing."""
+        if vm.power_state == "running":
+            st.running_at_wall, st.down_since, st.down_done = time.time(), None, False
+            return []
+        if st.running_at_wall is None or vm.power_state not in ("stopped", "crashed") or st.down_done:
+            return []
+        if st.down_since is None:
+            st.down_since = now  # wait one poll: a runbook's power cycle or audit line may be under way
+            return []
+        if now - st.down_since < self.cfg["interval"] * 0.9:
+            return []
+        st.down_done = True
+        cause = vm.power_state_raw.split(":", 1)[1] if ":" in vm.power_state_raw else (
+            "crashed" if vm.power_state == "crashed" else "unknown")
+        by_virtops = self._virtops_acted(vm.uuid, st.running_at_wall)
+        if cause in PLANNED_CAUSES or by_virtops:
+            LOG.info("%s is %s: %s, not a fault", vm.name, vm.power_state_raw,
+                     by_virtops or "a planned %s" % cause)
+            return []
+        return [self._act("vm_down", ep, vm, now,
+                          "%s was running and is now %s (%s) on %s, and no virtops action did it; detected by "
+                          "virtops.unified.hypervisor_health" % (vm.name, vm.power_state, vm.power_state_raw, vm.host),
+                          cause=cause, down_for=round(now - st.down_since, 1))]
+
+    def _virtops_acted(self, vm_uuid, since_wall):
+        """Why virtops is behind this VM's power change, or None: a runbook holds
+        its lock, or the audit log has an action on it since it last ran."""
+        from ansible_collections.virtops.unified.plugins.module_utils import runbook
+        lock = runbook.lock_path(runbook.lock_dir_path(self.cfg["lock_dir"]), vm_uuid)
+        if os.path.exists(lock):
+            return "a runbook holds its lock %s" % lock
+        window = time.time() - since_wall + 5
+        done = runbook.recent_actions(runbook.audit_log_path(self.cfg["audit_log"]), vm_uuid, None, window)
+        if done:
+            return "virtops did %s at %s" % (done[-1].get("state"), done[-1].get("time"))
+        return None
+
+    def _act(self, kind, ep, vm, now, reason, **extra):
+        """An event the rulebooks act on, within max_resets per reset_window;
+        past the limit, vm_reset_limit_reached (once per episode) instead."""
+        from ansible_collections.virtops.unified.plugins.module_utils import runbook
+        cfg = self.cfg
+        times = [t for t in self.acted.get(vm.uuid, []) if now - t < cfg["reset_window"]]
+        audited = runbook.recent_actions(runbook.audit_log_path(cfg["audit_log"]), vm.uuid,
+                                         runbook.RESTART_STATES, cfg["reset_window"])
+        count = max(len(times), len(audited))
+        limits = dict(resets_in_window=count, max_resets=cfg["max_resets"], reset_window=cfg["reset_window"])
+        if count >= cfg["max_resets"]:
+            self.acted[vm.uuid] = times
+            LOG.warning("%s: %s, but max_resets reached", vm.name, reason)
+            return self._vm_event(
+                "vm_reset_limit_reached", ep, vm,
+                "%s needs a person: %s, but it was already acted on %d time(s) within %ds (max_resets %d); "
+                "automation stops here" % (vm.name, reason, count, cfg["reset_window"], cfg["max_resets"]),
+                blocked_event=kind, **dict(limits, **extra))
+        self.acted[vm.uuid] = times + [now]
+        return self._vm_event(kind, ep, vm, reason, **dict(limits, **extra))
 
 
 async def main(queue: asyncio.Queue, args: dict):
