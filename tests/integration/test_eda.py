@@ -7,26 +7,21 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
 from helpers import ROOT
+from rulebook_peer import SOURCE_DIR, Rulebook, audit_actions
 # vcsim is a pytest fixture, used by name
 from vcsim_peer import PASSWORD, USERNAME, VcsimPeer, vcsim  # noqa: F401 pylint: disable=unused-import
 
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
-SOURCE_DIR = os.path.join(ROOT, "extensions", "eda", "plugins", "event_source")
 sys.path.insert(0, SOURCE_DIR)
 import hypervisor_health as hh  # noqa: E402 pylint: disable=wrong-import-position
-
-EDA_VENV = os.path.join(ROOT, ".build", "eda-venv")
-JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
 
 
 def src_args(sim, **extra):
@@ -203,76 +198,36 @@ def test_endpoint_that_goes_away_is_reported_once_and_the_source_keeps_running(v
 
 # --- the real ansible-rulebook --------------------------------------------------
 
-def rulebook_available():
-    exe = os.path.join(EDA_VENV, "bin", "ansible-rulebook")
-    if not os.access(exe, os.X_OK):
-        return None, "ansible-rulebook not installed in %s (pip install ansible-rulebook)" % EDA_VENV
-    if not os.path.isdir(JAVA_HOME):
-        return None, "no Java 17 at %s" % JAVA_HOME
-    return exe, None
-
-
-def audit_restarts(path, vm_uuid):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            records = [json.loads(line) for line in fh if line.strip()]
-    except FileNotFoundError:
-        return []
-    return [r for r in records if (r.get("target") or {}).get("uuid") == vm_uuid and r.get("state") == "restarted"]
-
-
-def test_rulebook_restarts_a_hung_vm_exactly_once(vcsim, tmp_path):  # noqa: F811
-    exe, why = rulebook_available()
-    if exe is None:
-        pytest.fail(why, pytrace=False)
+def test_rulebook_restarts_a_hung_vm_once_and_stops_at_max_resets(vcsim, tmp_path):  # noqa: F811
     peer = vcsim("-dc", "1", "-cluster", "0", "-host", "1", "-vm", "2")
     vms = {v["name"]: v for v in peer.state()["vms"]}
     hung, other = vms["DC0_H0_VM0"], vms["DC0_H0_VM1"]
     other_boot = peer.vm(other["instanceUuid"]).runtime.bootTime
     inv = peer.write_inventory(tmp_path / "sim.vmware.yml")
-    variables = tmp_path / "vars.yml"
-    variables.write_text(json.dumps({
-        "virtops_platform": "vmware", "virtops_vmware_hostname": "127.0.0.1", "virtops_vmware_port": peer.port,
-        "virtops_vmware_validate_certs": False, "virtops_interval": 1, "virtops_failure_interval": 2,
-        "virtops_min_uptime": 0}))
-    audit = tmp_path / "audit.jsonl"
-    env = dict(os.environ, JAVA_HOME=JAVA_HOME, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               PATH=os.path.join(EDA_VENV, "bin") + os.pathsep + os.environ["PATH"],
-               VIRTOPS_AUDIT_LOG=str(audit), VIRTOPS_LOCK_DIR=str(tmp_path / "locks"),
-               VMWARE_USER=USERNAME, VMWARE_PASSWORD=PASSWORD, ANSIBLE_NOCOLOR="1")
-    log = open(tmp_path / "rulebook.log", "w")  # pylint: disable=consider-using-with
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [exe, "--rulebook", os.path.join(ROOT, "extensions/eda/rulebooks/restart_hung_vm.yml"), "-i", inv,
-         "--vars", str(variables), "-S", SOURCE_DIR, "-v"],
-        cwd=str(tmp_path), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        time.sleep(8)  # JVM start + first polls
-        assert proc.poll() is None, (tmp_path / "rulebook.log").read_text()[-4000:]
+    variables = {"virtops_platform": "vmware", "virtops_vmware_hostname": "127.0.0.1",
+                 "virtops_vmware_port": peer.port, "virtops_vmware_validate_certs": False,
+                 "virtops_interval": 1, "virtops_failure_interval": 2, "virtops_min_uptime": 0,
+                 "virtops_max_resets": 1}
+    with Rulebook(tmp_path, "restart_hung_vm.yml", inv, variables,
+                  {"VMWARE_USER": USERNAME, "VMWARE_PASSWORD": PASSWORD}) as rb:
+        rb.wait_watching()
         peer.vm_do(hung["name"], "heartbeat", status="red")
-        deadline = time.monotonic() + 120
-        while not audit_restarts(audit, hung["instanceUuid"]) and time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "rulebook.log").read_text()[-4000:]
-            time.sleep(1)
-        restarted_in = time.monotonic() - (deadline - 120)
-        # the heartbeat stays red after the restart: later vm_hung events are throttled
+        lost_at = time.monotonic()
+        rb.wait_for(lambda: audit_actions(rb.audit, hung["instanceUuid"]), 120, "a restart in the audit log")
+        restarted_in = time.monotonic() - lost_at
+        first_boot = peer.vm(hung["instanceUuid"]).runtime.bootTime
+        # the same fault again: max_resets (1) is reached, the rulebook says so and does nothing
         peer.vm_do(hung["name"], "heartbeat", status="red")
-        time.sleep(15)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        log.close()
-    output = (tmp_path / "rulebook.log").read_text()
-    done = audit_restarts(audit, hung["instanceUuid"])
-    assert len(done) == 1, output[-6000:]
+        rb.wait_for(lambda: rb.count("VIRTOPS vm_reset_limit_reached"), 60, "the max_resets message")
+        time.sleep(5)
+    done = audit_actions(rb.audit, hung["instanceUuid"])
+    assert len(done) == 1, rb.output[-6000:]
     assert "EDA restart_hung_vm" in json.dumps(done[0])
-    assert audit_restarts(audit, other["instanceUuid"]) == []
-    now_other = peer.vm(other["instanceUuid"])
+    assert "needs a person" in rb.output and "max_resets 1" in rb.output
+    assert audit_actions(rb.audit, other["instanceUuid"], states=None) == []
+    now_hung, now_other = peer.vm(hung["instanceUuid"]), peer.vm(other["instanceUuid"])
+    assert now_hung.runtime.powerState == "poweredOn" and now_hung.runtime.bootTime == first_boot
     assert now_other.runtime.powerState == "poweredOn" and now_other.runtime.bootTime == other_boot
-    assert peer.vm(hung["instanceUuid"]).runtime.powerState == "poweredOn"
-    assert PASSWORD not in output
+    assert PASSWORD not in rb.output
     print("heartbeat red -> restart recorded in %.1f s" % restarted_in)
-    shutil.copy(tmp_path / "rulebook.log", os.path.join(ROOT, ".build", "eda-last-rulebook.log"))
+    shutil.copy(rb.log_path, os.path.join(ROOT, ".build", "eda-last-rulebook.log"))

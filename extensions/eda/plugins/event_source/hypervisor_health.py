@@ -422,6 +422,10 @@ class Monitor:
     def _diff(self, ep, inv, now):
         cfg = self.cfg
         first = not ep.hosts and not ep.vms
+        if first:
+            LOG.info("hypervisor_health: watching %s: %d host(s), %d VM(s) in scope, every %ss",
+                     ep.label, len(inv.hosts), sum(1 for vm in inv.vms if in_scope(
+                         vm, self.names.get(vm.uuid, vm.name), cfg["vms"])), cfg["interval"])
         events = []
         # hosts
         host_state = {}
