@@ -231,7 +231,9 @@ class LibvirtDriver(base.Driver):
                 raise self._error(exc, "lookup") from exc
             # not found: list once so the message can offer close matches
             return model.pick_one(self.list_vms(), name=name, uuid=uuid, where=self.where())
-        return self._read(dom, heartbeat=True)
+        # no agent ping here: a silent agent costs 5 s (libvirt's guest-sync
+        # wait); callers that need the heartbeat ask refresh(heartbeat=True)
+        return self._read(dom)
 
     def _read(self, dom, heartbeat=False):
         code, reason = self._call(dom.state, 0, doing="read state of %s" % dom.name())
@@ -251,7 +253,10 @@ class LibvirtDriver(base.Driver):
             raise model.NotFound("libvirt %s: domain %s (%s) is gone" % (self.safe_uri, vm.name, vm.uuid))
 
     def heartbeat(self, dom):
-        """QEMU guest agent ping: ok, lost (agent silent) or unknown (no agent)."""
+        """QEMU guest agent ping: ok, lost (agent silent) or unknown (no agent).
+
+        A silent agent answers after 5 s, not 2: libvirt's guest-sync before
+        the ping waits its own 5 s (libvirt 9)."""
         if libvirt_qemu is None:
             return model.HB_UNKNOWN
         try:

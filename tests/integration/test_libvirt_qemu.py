@@ -6,59 +6,27 @@ Every end state is read back with virsh, not with our own code.
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
 
-from helpers import ROOT, adhoc, playbook, virsh
-
-sys.path.insert(0, os.path.join(ROOT, "tests", "peers", "libvirt"))
-import guests  # noqa: E402  (the peer's own helper, stdlib only)
-
-URI = "qemu:///system"
-PEER = os.path.join(ROOT, "tests", "peers", "libvirt")
+from helpers import adhoc, playbook, virsh
+from libvirt_peer import URI, define_and_start, domid, domstate, guests, remove, start, wait_agent
 
 
 @pytest.fixture(scope="module")
-def peer():
-    """Start libvirtd and build the guest images; failure to start fails the run."""
-    subprocess.run([os.path.join(PEER, "start.sh")], check=True, timeout=600)
-    guests.build()
-    return URI
-
-
-@pytest.fixture(scope="module")
-def lab(peer, tmp_path_factory):
-    tag = uuid.uuid4().hex[:6]
-    names = {"hung": "vo-hung-%s" % tag, "acpi": "vo-acpi-%s" % tag}
+def lab(tmp_path_factory):
+    start()
+    names = {}
     try:
-        for kind, name in names.items():
-            path = tmp_path_factory.mktemp(kind) / "dom.xml"
-            path.write_text(guests.render(kind, name))
-            virsh(URI, "define", str(path))
-            virsh(URI, "start", name)
-        assert guests.wait_console(names["acpi"], timeout=60), "ACPI guest did not boot"
+        names = define_and_start({"hung": "hung", "acpi": "acpi"}, tmp_path_factory.mktemp("doms"))
         inv = tmp_path_factory.mktemp("inv") / "qemu.libvirt.yml"
         inv.write_text("plugin: virtops.unified.libvirt\nhypervisors:\n"
                        "  - {name: kvmlab, uri: '%s', cluster: lab}\n" % URI)
         yield names, inv
     finally:
-        for name in names.values():
-            virsh(URI, "destroy", name, check=False)
-            virsh(URI, "undefine", name, "--managed-save", check=False)
-
-
-def domstate(name):
-    return virsh(URI, "domstate", name)
-
-
-def domid(name):
-    return virsh(URI, "domid", name)
+        remove(names.values())
 
 
 def ensure_running(name):
@@ -145,14 +113,6 @@ def test_vm_power_states_idempotence_and_diff(lab):
     rc, res = adhoc(inv, "localhost", "virtops.unified.vm_power", explicit(name, state="started"))
     assert rc == 0 and domstate(name) == "running"
     assert re.search(r"Managed save:\s+no", virsh(URI, "dominfo", name))
-
-
-def wait_agent(name, timeout=60):
-    """The guest is up when its agent answers (read with virsh)."""
-    deadline = time.monotonic() + timeout
-    while virsh(URI, "qemu-agent-command", name, '{"execute":"guest-ping"}', check=False) != '{"return":{}}':
-        assert time.monotonic() < deadline, "%s: guest agent silent for %ds" % (name, timeout)
-        time.sleep(0.5)
 
 
 def test_reset_reboots_without_power_cycle(lab):
