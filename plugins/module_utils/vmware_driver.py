@@ -25,9 +25,13 @@ except ImportError:  # reported by require_pyvmomi() where it matters
 
 PLATFORM = "vmware"
 
+
+def _iso(stamp):
+    return stamp.isoformat() if stamp is not None else None
+
 VM_PROPS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "runtime.host",
             "runtime.connectionState", "guestHeartbeatStatus", "guest.toolsRunningStatus",
-            "summary.config.numCpu", "summary.config.memorySizeMB"]
+            "summary.config.numCpu", "summary.config.memorySizeMB", "runtime.bootTime"]
 HOST_PROPS = ["name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode",
               "runtime.powerState", "hardware.systemInfo.uuid", "summary.hardware.numCpuCores",
               "summary.hardware.memorySize"]
@@ -244,7 +248,8 @@ class VmwareDriver(base.Driver):
             endpoint=self.endpoint(), handle=obj,
             facts={"moid": obj._moId, "tools": props.get("guest.toolsRunningStatus"),
                    "vcpus": props.get("summary.config.numCpu"),
-                   "memory_mb": props.get("summary.config.memorySizeMB")},
+                   "memory_mb": props.get("summary.config.memorySizeMB"),
+                   "boot_time": _iso(props.get("runtime.bootTime")) if power == model.RUNNING else None},
         )
 
     def list_inventory(self):

@@ -26,9 +26,10 @@ class Clock:
         return self.now
 
 
-def vm(power="running", heartbeat="ok", raw=None, uuid=UUID, name="db01"):
+def vm(power="running", heartbeat="ok", raw=None, uuid=UUID, name="db01", domain_id=7):
     return model.Machine(kind=model.VM, platform="libvirt", name=name, uuid=uuid, host="kvm1",
-                         power_state=power, power_state_raw=raw or power, heartbeat=heartbeat)
+                         power_state=power, power_state_raw=raw or power, heartbeat=heartbeat,
+                         facts={"domain_id": domain_id if power == "running" else None})
 
 
 class Script:
@@ -85,6 +86,29 @@ def test_never_hung_within_min_uptime_of_a_power_on(tmp_path):
     events = s.polls(30)
     assert ("vm_hung", "db01") not in events
     assert s.polls(1) == [("vm_hung", "db01")]
+
+
+def test_a_power_cycle_between_two_polls_counts_as_a_power_on(tmp_path):
+    s = Script(tmp_path, failure_interval=2, min_uptime=20)
+    s.poll()
+    s.set(heartbeat="lost")
+    assert ("vm_hung", "db01") in s.polls(3)
+    s.set(heartbeat="lost", domain_id=8)  # restarted by the runbook; its agent not up yet
+    events = s.polls(19)
+    assert ("vm_hung", "db01") not in events  # min_uptime from the new boot
+    s.set(domain_id=8)
+    assert s.polls(5) == []
+
+
+def test_an_unknown_heartbeat_neither_ends_nor_starts_an_episode(tmp_path):
+    s = Script(tmp_path, failure_interval=5, min_uptime=0)
+    s.poll()
+    s.set(heartbeat="lost")
+    assert s.polls(2) == [("vm_heartbeat_lost", "db01")]
+    s.set(heartbeat="unknown")
+    assert s.polls(5) == []  # no verdict while nobody answers either way
+    s.set(heartbeat="lost")
+    assert s.poll() == [("vm_hung", "db01")]  # lost for 8 s in all, no second vm_heartbeat_lost
 
 
 def test_max_resets_then_one_limit_event_and_nothing_more(tmp_path):

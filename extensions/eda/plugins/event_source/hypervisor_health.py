@@ -322,9 +322,14 @@ def in_scope(vm, inventory_name, scope):
     return scope is None or bool({vm.name, vm.uuid, inventory_name} & scope)
 
 
+def boot_id(vm):
+    """What changes each time a VM starts: libvirt's domain id, vSphere's boot time."""
+    return vm.facts.get("domain_id") or vm.facts.get("boot_time")
+
+
 class VmState:
     __slots__ = ("name", "host", "power", "heartbeat", "lost_since", "powered_on_at", "hung_at",
-                 "running_at_wall", "down_since", "down_done")
+                 "running_at_wall", "down_since", "down_done", "boot")
 
     def __init__(self, vm, now, first):
         self.name = vm.name
@@ -338,6 +343,7 @@ class VmState:
         self.running_at_wall = time.time() if vm.power_state == "running" else None
         self.down_since = None  # when it was first seen down after running
         self.down_done = False  # this down episode was reported (or found planned)
+        self.boot = boot_id(vm)
 
 
 class Monitor:
@@ -480,9 +486,17 @@ class Monitor:
                     st.powered_on_at = now
                     st.lost_since = None
                     st.hung_at = None
+            elif vm.power_state == "running" and st.boot is not None and boot_id(vm) not in (None, st.boot):
+                # off and on again between two polls (a runbook's power cycle): a power-on all the same
+                LOG.info("%s was power-cycled between two polls (boot %s -> %s)", vm.name, st.boot, boot_id(vm))
+                st.powered_on_at = now
+                st.lost_since = None
+                st.hung_at = None
+            st.boot = boot_id(vm)
             st.power = vm.power_state
             st.host, st.name = vm.host, vm.name
-            # heartbeat
+            # heartbeat; "unknown" on a running VM (no answer either way) neither starts nor ends an episode
+            silent = vm.heartbeat == "unknown" and vm.power_state == "running"
             if vm.heartbeat == "lost" and vm.power_state == "running":
                 if st.lost_since is None:
                     st.lost_since = now
@@ -502,10 +516,11 @@ class Monitor:
                         "virtops.unified.hypervisor_health" % (lost_for, cfg["failure_interval"], vm.host),
                         heartbeat_lost_for=round(lost_for, 1), failure_interval=cfg["failure_interval"],
                         seen_up_for=None if up_for is None else round(up_for, 1)))
-            else:
+            elif not silent:  # heartbeat ok, or not running: the episode ends
                 st.lost_since = None
                 st.hung_at = None
-            st.heartbeat = vm.heartbeat
+            if not silent:
+                st.heartbeat = vm.heartbeat
             events.extend(self._down(ep, vm, st, now))
         ep.vms = seen
         return events
