@@ -215,6 +215,17 @@ func (w *watcher) UpdateObject(o mo.Reference, changes []types.PropertyChange) {
 			continue
 		}
 		state := types.VirtualMachinePowerState(fmt.Sprint(c.Val))
+		// vSphere: runtime.bootTime is the last power-on, unset while off
+		// (govmomi 0.24 never sets it). The caller holds the VM lock.
+		var boot *time.Time
+		if state == types.VirtualMachinePowerStatePoweredOn {
+			now := time.Now().UTC()
+			boot = &now
+		}
+		if vm, ok := o.(*mo.VirtualMachine); ok { // Registry.Update passes the registered object
+			vm.Runtime.BootTime = boot
+			vm.Summary.Runtime.BootTime = boot
+		}
 		tools := w.p.toolsWanted(ref.Value)
 		if !tools {
 			// Tools are not wanted on this VM: leave the guest info alone
@@ -2308,6 +2319,14 @@ func main() {
 	// guest state of the model's VMs
 	for _, vm := range allVMs() {
 		simulator.Map.WithLock(vm, func() {
+			if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn && vm.Runtime.BootTime == nil {
+				boot := vm.Summary.Runtime.BootTime // the only one govmomi 0.24 sets
+				if boot == nil {
+					now := time.Now().UTC()
+					boot = &now
+				}
+				vm.Runtime.BootTime, vm.Summary.Runtime.BootTime = boot, boot
+			}
 			if vm.GuestHeartbeatStatus == "" {
 				simulator.Map.Update(vm, []types.PropertyChange{{Name: "guestHeartbeatStatus", Val: types.ManagedEntityStatusGray}})
 			}
