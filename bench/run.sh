@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Benchmark our inventory plugins against the community ones.
+# Benchmark our inventory plugins against the community ones, and our EDA recovery latency.
 #   bench/run.sh [libvirt] [--sizes 200,2000] [--repeats 3] [--running 10]   (default: libvirt)
 #   bench/run.sh vmware [--sizes 1000,10000] [--repeats 3] [--timeout 600]
-#   bench/run.sh all                         (both, each with its own defaults)
+#   bench/run.sh eda [--settings 1:5:5,5:10:3,15:60:1] [--by-hand 3]   (EDA recovery latency, ~5 min)
+#   bench/run.sh all                         (all three, each with its own defaults)
 # Own venv (.build/bench-venv), so /work/main/.venv is left alone.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,7 +13,7 @@ stamp=$venv/.bench-installed
 
 which=libvirt
 case "${1:-}" in
-  libvirt|vmware|all) which=$1; shift ;;
+  libvirt|vmware|eda|all) which=$1; shift ;;
 esac
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
@@ -40,8 +41,14 @@ run_vmware() {
   "$venv/bin/python" "$here/bench_vmware_inventory.py" --vcsim "$("$root/tests/peers/vcsim/build.sh")" "$@"
 }
 
+run_eda() {
+  # the real ansible-rulebook (.build/eda-venv, Java 17: scripts/bootstrap.sh test) against the vcsim peer
+  "$venv/bin/python" "$here/bench_eda_latency.py" --vcsim "$("$root/tests/peers/vcsim/build.sh")" "$@"
+}
+
 case $which in
   libvirt) run_libvirt "$@" ;;
   vmware) run_vmware "$@" ;;
-  all) rc=0; run_libvirt || rc=$?; run_vmware || rc=$?; exit $rc ;;
+  eda) run_eda "$@" ;;
+  all) rc=0; run_libvirt || rc=$?; run_vmware || rc=$?; run_eda || rc=$?; exit $rc ;;
 esac

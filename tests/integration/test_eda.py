@@ -203,6 +203,8 @@ def test_rulebook_restarts_a_hung_vm_once_and_stops_at_max_resets(vcsim, tmp_pat
     vms = {v["name"]: v for v in peer.state()["vms"]}
     hung, other = vms["DC0_H0_VM0"], vms["DC0_H0_VM1"]
     other_boot = peer.vm(other["instanceUuid"]).runtime.bootTime
+    hung_boot = peer.vm(hung["instanceUuid"]).runtime.bootTime
+    assert other_boot and hung_boot  # the peer sets it, as vCenter does
     inv = peer.write_inventory(tmp_path / "sim.vmware.yml")
     variables = {"virtops_platform": "vmware", "virtops_vmware_hostname": "127.0.0.1",
                  "virtops_vmware_port": peer.port, "virtops_vmware_validate_certs": False,
@@ -216,6 +218,7 @@ def test_rulebook_restarts_a_hung_vm_once_and_stops_at_max_resets(vcsim, tmp_pat
         rb.wait_for(lambda: audit_actions(rb.audit, hung["instanceUuid"]), 120, "a restart in the audit log")
         restarted_in = time.monotonic() - lost_at
         first_boot = peer.vm(hung["instanceUuid"]).runtime.bootTime
+        assert first_boot != hung_boot, "the hung VM was not power-cycled"
         # the same fault again: max_resets (1) is reached, the rulebook says so and does nothing
         peer.vm_do(hung["name"], "heartbeat", status="red")
         rb.wait_for(lambda: rb.count("VIRTOPS vm_reset_limit_reached"), 60, "the max_resets message")
