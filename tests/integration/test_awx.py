@@ -48,8 +48,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from packaging.requirements import Requirement
 
 from helpers import BIN, ROOT, _plain, virsh
-# vcsim is a pytest fixture, used by name
-from vcsim_peer import vcsim  # noqa: F401 pylint: disable=unused-import
 
 AWX_DIR = os.path.join(ROOT, "awx")
 EE_FILE = os.path.join(ROOT, "execution-environment.yml")
@@ -706,7 +704,7 @@ def test_survey_answers_awx_would_refuse_never_reach_a_job():
 
 
 # --- credentials: what AWX injects reaches the plugins ------------------------------------
-def test_vmware_credential_drives_the_inventory_source(vcsim, ee_collections, tmp_path):  # noqa: F811
+def test_vmware_credential_drives_the_inventory_source(vcsim, ee_collections, tmp_path):
     sim = vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "2", "-vm", "2")
     source = next(s for s in INVENTORY_SOURCES if s["credential"] == "vmware")
     job = AwxJob(tmp_path, ee_collections, None, {}, credentials=[(credential_type("vmware"), {

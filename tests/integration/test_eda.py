@@ -14,8 +14,7 @@ import pytest
 
 from helpers import ROOT
 from rulebook_peer import SOURCE_DIR, Rulebook, audit_actions
-# vcsim is a pytest fixture, used by name
-from vcsim_peer import PASSWORD, USERNAME, VcsimPeer, vcsim  # noqa: F401 pylint: disable=unused-import
+from vcsim_peer import PASSWORD, USERNAME, VcsimPeer
 
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 if COLLECTIONS not in sys.path:
@@ -85,7 +84,7 @@ def test_misconfigured_arguments_fail_at_start(args, words, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sim(vcsim):  # noqa: F811
+def sim(vcsim):
     return vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "2", "-host", "1", "-vm", "2")
 
 
@@ -167,7 +166,7 @@ def test_host_disconnect_gives_host_connection_lost_then_back(sim):
     assert [e["virtops"]["type"] for e in events] == ["host_connection_lost", "host_connection_back"]
 
 
-def test_endpoint_that_goes_away_is_reported_once_and_the_source_keeps_running(vcsim, tmp_path):  # noqa: F811
+def test_endpoint_that_goes_away_is_reported_once_and_the_source_keeps_running(vcsim, tmp_path):
     peer = vcsim("-dc", "1", "-cluster", "0", "-host", "1", "-vm", "1")
     port = peer.port
 
@@ -198,7 +197,7 @@ def test_endpoint_that_goes_away_is_reported_once_and_the_source_keeps_running(v
 
 # --- the real ansible-rulebook --------------------------------------------------
 
-def test_rulebook_restarts_a_hung_vm_once_and_stops_at_max_resets(vcsim, tmp_path):  # noqa: F811
+def test_rulebook_restarts_a_hung_vm_once_and_stops_at_max_resets(vcsim, tmp_path):
     peer = vcsim("-dc", "1", "-cluster", "0", "-host", "1", "-vm", "2")
     vms = {v["name"]: v for v in peer.state()["vms"]}
     hung, other = vms["DC0_H0_VM0"], vms["DC0_H0_VM1"]

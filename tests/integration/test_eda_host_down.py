@@ -10,8 +10,7 @@ import os
 import time
 
 from rulebook_peer import Rulebook, audit_actions
-# vcsim is a pytest fixture, used by name
-from vcsim_peer import PASSWORD, USERNAME, vcsim  # noqa: F401 pylint: disable=unused-import
+from vcsim_peer import PASSWORD, USERNAME
 
 IMPACT_PLAY = "PLAY [Impact of a host failure]"
 RECOVER_PLAY = "PLAY [Plan where each VM of the failed hosts starts]"
@@ -24,7 +23,7 @@ def where_running(peer, vm_uuid):
 
 
 def test_rulebook_reports_a_lost_host_once_and_starts_its_vms_on_a_live_host(
-        vcsim, tmp_path):  # noqa: F811 pylint: disable=redefined-outer-name
+        vcsim, tmp_path):
     peer = vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "3", "-host", "0", "-vm", "4")
     state = peer.state()
     cluster_hosts = sorted(h["name"] for h in state["hosts"] if h["cluster"] == "DC0_C0")

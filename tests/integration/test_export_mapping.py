@@ -21,8 +21,7 @@ from xml.sax.saxutils import escape
 import pytest
 
 from helpers import playbook, virsh
-# vcsim is a pytest fixture, used by name
-from vcsim_peer import PASSWORD, vcsim  # noqa: F401 pylint: disable=unused-import
+from vcsim_peer import PASSWORD
 
 PLAY = "playbooks/export_mapping.yml"
 # -cluster 1 -cluster-host 2 -host 1 -vm 2: hosts DC0_C0_H0, DC0_C0_H1 and standalone DC0_H0;

@@ -28,8 +28,6 @@ from xml.sax.saxutils import escape
 import pytest
 
 from helpers import BIN, ROOT, env, inventory, playbook, task_results, virsh
-# vcsim is a pytest fixture, used by name
-from vcsim_peer import vcsim  # noqa: F401 pylint: disable=unused-import
 
 PLAY = "playbooks/host_failure_impact.yml"
 CHROMIUM = "/usr/bin/chromium"
@@ -66,7 +64,7 @@ def libvirt_source(path, uris):
 
 
 @pytest.fixture(scope="module")
-def estate(vcsim, tmp_path_factory):  # noqa: F811
+def estate(vcsim, tmp_path_factory):
     """The simulator (VMs placed on purpose) and the libvirt node files."""
     base = tmp_path_factory.mktemp("estate")
     sim = vcsim(*SIZE, "-names", json.dumps(ESX_NAMES))

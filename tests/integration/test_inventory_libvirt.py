@@ -65,16 +65,14 @@ def test_mapping_matches_virsh_on_every_hypervisor(lab, listed):
     assert len(data["virt_vms"]["hosts"]) == 2 * (PER_HOST + 1) + 2
 
 
-def test_graph_is_cluster_host_vms(lab, listed):
-    cfg = lab[0]
+def test_graph_is_cluster_host_vms(listed):
     data = listed[0]
     assert set(data["virt_cluster_c1"]["children"]) == {"virt_host_kvm01", "virt_host_kvm02", "virt_host_dead01"}
     assert set(data["virt_cluster_c1"]["hosts"]) == {"kvm01", "kvm02", "dead01"}
     assert data["virt_cluster_c2"]["children"] == ["virt_host_kvm03"]
 
 
-def test_repeated_names_stay_addressable_and_unicode_names_survive(lab, listed):
-    cfg = lab[0]
+def test_repeated_names_stay_addressable_and_unicode_names_survive(listed):
     data = listed[0]
     hv = data["_meta"]["hostvars"]
     assert hv["shared_kvm01"]["virt_name"] == "shared" and hv["shared_kvm01"]["virt_host"] == "kvm01"
@@ -83,8 +81,7 @@ def test_repeated_names_stay_addressable_and_unicode_names_survive(lab, listed):
     assert hv["grüße db"]["virt_host"] == "kvm03" and hv["grüße db"]["is_db"] is True
 
 
-def test_unreachable_hypervisor_stays_listed_with_a_warning(lab, listed):
-    cfg = lab[0]
+def test_unreachable_hypervisor_stays_listed_with_a_warning(listed):
     data, stderr = listed
     dead = data["_meta"]["hostvars"]["dead01"]
     assert dead["virt_connection_state"] == "unreachable" and dead["virt_kind"] == "hypervisor"

@@ -8,15 +8,13 @@ import os
 import pytest
 
 from helpers import SESSION_DIR, playbook
-# vcsim is a pytest fixture, used by name
-from vcsim_peer import vcsim  # noqa: F401 pylint: disable=unused-import
 
 NODE = ('<node><domain type="test"><name>kvm-vm1</name><uuid>0e0f7a31-8c64-4b7e-9a55-6f1f0c9d1a01</uuid>'
         '<memory>65536</memory><os><type>hvm</type></os></domain></node>')
 
 
 @pytest.fixture(scope="module")
-def site(vcsim, tmp_path_factory):  # noqa: F811
+def site(vcsim, tmp_path_factory):
     sim = vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "3", "-host", "1", "-vm", "3")
     inv = tmp_path_factory.mktemp("site")
     sim.write_inventory(inv / "prod.vmware.yml")

@@ -24,8 +24,7 @@ from collections import namedtuple
 import pytest
 
 from helpers import BIN, ROOT, adhoc, env, inventory, playbook
-# vcsim is a pytest fixture, used by name
-from vcsim_peer import PASSWORD, ControlError, vcsim  # noqa: F401 pylint: disable=unused-import
+from vcsim_peer import PASSWORD, ControlError
 
 # -dc 1 -cluster 2 -cluster-host 3 -host 1 -vm 3: hosts DC0_C0_H0..2, DC0_C1_H0..2 and the
 # standalone DC0_H0; VMs DC0_C0_RP0_VM0..2, DC0_C1_RP0_VM0..2, DC0_H0_VM0..2 (9), renamed below.
