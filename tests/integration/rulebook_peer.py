@@ -45,14 +45,14 @@ def audit_actions(path, vm_uuid, states=("restarted",)):
 class Rulebook:
     """ansible-rulebook as a child process group; its log in tmp_path/rulebook.log."""
 
-    def __init__(self, tmp_path, rulebook, inventory, variables, env=None):
+    def __init__(self, tmp_path, rulebook, inventory, variables, env=None, extra_args=()):
         self.tmp = tmp_path
         self.log_path = tmp_path / "rulebook.log"
         self.audit = tmp_path / "audit.jsonl"
         vars_path = tmp_path / "rulebook-vars.json"
         vars_path.write_text(json.dumps(variables))
         self.argv = [executable(), "--rulebook", os.path.join(RULEBOOKS, rulebook), "-i", str(inventory),
-                     "--vars", str(vars_path), "-S", SOURCE_DIR, "-v"]
+                     "--vars", str(vars_path), "-S", SOURCE_DIR, "-v", *extra_args]
         self.env = dict(os.environ, JAVA_HOME=JAVA_HOME, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                         PATH=os.path.join(EDA_VENV, "bin") + os.pathsep + os.environ["PATH"],
                         VIRTOPS_AUDIT_LOG=str(self.audit), VIRTOPS_LOCK_DIR=str(tmp_path / "locks"),

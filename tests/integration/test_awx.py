@@ -409,7 +409,8 @@ def test_survey_is_valid_for_awx(template):
     variables = [q["variable"] for q in template["survey_spec"]["spec"]]
     assert not [v for v in variables if v.startswith(RESERVED_PREFIXES)]
     assert set(template.get("job_template", {})) <= {
-        "ask_job_type_on_launch", "ask_diff_mode_on_launch", "allow_simultaneous", "timeout", "extra_vars"}
+        "ask_job_type_on_launch", "ask_diff_mode_on_launch", "ask_variables_on_launch", "allow_simultaneous",
+        "timeout", "extra_vars"}
     if template["ready"]:
         # every question feeds the runbook: a variable of its playbook or an option of a role
         text = Path(ROOT, template["playbook"]).read_text()
@@ -474,7 +475,7 @@ class AwxJob:
     counter = 4700
 
     def __init__(self, root, ee_collections, template, answers, inventory=None, credentials=(), ssh_key=None,
-                 job_type="run"):
+                 job_type="run", inventory_file="lab.libvirt.yml"):
         AwxJob.counter += 1
         self.job_type = job_type
         self.id = AwxJob.counter
@@ -485,7 +486,7 @@ class AwxJob:
             (self.pdd / sub).mkdir(parents=True)
         _copy_project(self.pdd / "project")
         if inventory:
-            (self.pdd / "inventory" / "lab.libvirt.yml").write_text(inventory)
+            (self.pdd / "inventory" / inventory_file).write_text(inventory)
         self.extravars = dict(launch_vars(template, answers), **awx_meta_vars(self.id, template)) if template else {}
         self.envvars = {
             # AWX's job environment (RunJob.build_env): ANSIBLE_COLLECTIONS_PATH as AWX computes it from the
@@ -772,3 +773,190 @@ def test_machine_credential_key_reaches_libvirt_ssh_through_the_agent(ee_collect
     _probe(job, {"virtops.unified.vm_info": {"platform": "libvirt", "name": "db01", "connect_timeout": 10, "uri": uri}})
     agent = record.read_text().splitlines()[1]
     assert public in agent, agent  # ssh, run by libvirt, sees runner's ssh-agent holding the key
+
+
+# --- EDA: restart_hung_vm_awx.yml through AWX's REST API ---------------------------------
+class AwxApi:
+    """AWX's REST API (api/v2) as ansible-rulebook's run_job_template uses it: config,
+    unified_job_templates by name, job_templates/<id>/launch/ and jobs/?id__in=. A launch
+    is checked as AWX checks it (survey answers; fields that are not prompted on launch
+    are ignored, extra vars outside the survey refused) and runs the template as an
+    AwxJob, the way AWX's dispatcher hands it to ansible-runner."""
+
+    TOKEN = "eda-test-token-5d1c"
+    ORGANIZATION = "Default"
+
+    def __init__(self, root, ee_collections, inventory_file, inventory, credentials):
+        self.job_args = dict(root=root, ee_collections=ee_collections, inventory_file=inventory_file,
+                             inventory=inventory, credentials=credentials)
+        self.templates = {number: template for number, template in enumerate(TEMPLATES, start=11)}
+        self.jobs = {}  # id -> {"job": AwxJob, "status": ..., "template": ...}
+        self.launches = []  # what each launch asked for, and what AWX answered
+        self.unauthorized = 0
+        self.server = None
+
+    def __enter__(self):
+        import http.server  # pylint: disable=import-outside-toplevel
+        import threading  # pylint: disable=import-outside-toplevel
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # pylint: disable=arguments-differ
+                pass
+
+            def do_GET(self):  # pylint: disable=invalid-name
+                api.serve(self, "GET")
+
+            def do_POST(self):  # pylint: disable=invalid-name
+                api.serve(self, "POST")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        for entry in self.jobs.values():
+            entry["thread"].join(300)
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/" % self.server.server_address[1]
+
+    def serve(self, request, method):
+        from urllib.parse import parse_qs, urlparse  # pylint: disable=import-outside-toplevel
+        if request.headers.get("Authorization") != "Bearer " + self.TOKEN:
+            self.unauthorized += 1
+            return self.reply(request, 401, {"detail": "Authentication credentials were not provided."})
+        parsed = urlparse(request.path)
+        query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        path = parsed.path
+        if method == "GET" and path == "/api/v2/config/":
+            return self.reply(request, 200, {"version": "24.6.1"})
+        if method == "GET" and path == "/api/v2/unified_job_templates/":
+            found = [self.template_record(number, t) for number, t in self.templates.items()
+                     if t["name"] == query.get("name")]
+            return self.reply(request, 200, {"count": len(found), "next": None, "previous": None, "results": found})
+        if method == "GET" and path == "/api/v2/jobs/":
+            wanted = {int(i) for i in query.get("id__in", "").split(",") if i}
+            found = [self.job_record(i) for i in sorted(wanted) if i in self.jobs]
+            return self.reply(request, 200, {"count": len(found), "next": None, "previous": None, "results": found})
+        match = re.fullmatch(r"/api/v2/job_templates/(\d+)/launch/", path)
+        if method == "POST" and match and int(match.group(1)) in self.templates:
+            body = json.loads(request.rfile.read(int(request.headers.get("Content-Length") or 0)) or b"{}")
+            return self.launch(request, int(match.group(1)), body)
+        return self.reply(request, 404, {"detail": "Not found."})
+
+    @staticmethod
+    def reply(request, status, doc):
+        data = json.dumps(doc).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+    def template_record(self, number, template):
+        jt = template.get("job_template", {})
+        return {"id": number, "type": "job_template", "name": template["name"],
+                "summary_fields": {"organization": {"id": 1, "name": self.ORGANIZATION}},
+                "related": {"launch": "/api/v2/job_templates/%d/launch/" % number},
+                "ask_limit_on_launch": bool(jt.get("ask_limit_on_launch")),
+                "ask_labels_on_launch": bool(jt.get("ask_labels_on_launch")),
+                "ask_inventory_on_launch": bool(jt.get("ask_inventory_on_launch")),
+                "ask_variables_on_launch": bool(jt.get("ask_variables_on_launch")),
+                "survey_enabled": bool(template.get("survey_spec"))}
+
+    def launch(self, request, number, body):
+        template = self.templates[number]
+        jt = template.get("job_template", {})
+        answers = body.get("extra_vars") or {}
+        if isinstance(answers, str):
+            answers = yaml.safe_load(answers) or {}
+        prompted = {"extra_vars"} | {field for field in ("limit", "inventory", "labels", "job_type", "diff_mode")
+                                     if jt.get("ask_%s_on_launch" % field)}
+        ignored = {k: v for k, v in body.items() if k not in prompted}
+        survey = {q["variable"] for q in template["survey_spec"]["spec"]}
+        outside = sorted(set(answers) - survey)
+        record = {"template": template["name"], "body": body, "ignored_fields": ignored}
+        self.launches.append(record)
+        if outside and not jt.get("ask_variables_on_launch"):
+            record["status"] = 400
+            return self.reply(request, 400, {"variables_needed_to_start": [
+                "Variables %s are not allowed on launch. Check the Prompt on Launch setting on the Job "
+                "Template to include the Extra Variables." % ", ".join(outside)]})
+        try:
+            launch_vars(template, answers)
+        except ValueError as exc:
+            record["status"] = 400
+            return self.reply(request, 400, {"variables_needed_to_start": [str(exc)]})
+        import threading  # pylint: disable=import-outside-toplevel
+        job = AwxJob(self.job_args["root"], self.job_args["ee_collections"], template, answers,
+                     inventory=self.job_args["inventory"], credentials=self.job_args["credentials"],
+                     inventory_file=self.job_args["inventory_file"])
+        job.extravars.update({k: answers[k] for k in outside})  # prompted: AWX passes them on
+        entry = {"job": job, "status": "pending", "template": template["name"],
+                 "created": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())}
+
+        def run():
+            entry["status"] = "running"
+            try:
+                job.run()
+                entry["status"] = job.status if job.status in ("successful", "failed") else "error"
+            except Exception:  # pylint: disable=broad-except
+                entry["status"] = "error"
+
+        entry["thread"] = threading.Thread(target=run, daemon=True)
+        self.jobs[job.id] = entry
+        entry["thread"].start()
+        record["status"] = 201
+        return self.reply(request, 201, {"job": job.id, "id": job.id, "type": "job", "status": "pending",
+                                         "url": "/api/v2/jobs/%d/" % job.id, "ignored_fields": ignored})
+
+    def job_record(self, job_id):
+        entry = self.jobs[job_id]
+        return {"id": job_id, "type": "job", "url": "/api/v2/jobs/%d/" % job_id, "name": entry["template"],
+                "status": entry["status"], "failed": entry["status"] in ("failed", "error"),
+                "created": entry["created"], "artifacts": {}}
+
+
+def test_eda_rulebook_restarts_a_hung_vm_as_an_awx_job(vcsim, ee_collections, tmp_path):
+    from rulebook_peer import Rulebook  # pylint: disable=import-outside-toplevel
+    sim = vcsim("-dc", "1", "-cluster", "0", "-host", "1", "-vm", "2")
+    vms = {v["name"]: v for v in sim.state()["vms"]}
+    hung, other = vms["DC0_H0_VM0"], vms["DC0_H0_VM1"]
+    boots = {v["instanceUuid"]: sim.vm(v["instanceUuid"]).runtime.bootTime for v in (hung, other)}
+    source = next(s for s in INVENTORY_SOURCES if s["credential"] == "vmware")
+    credential = (credential_type("vmware"), {"host": "127.0.0.1", "username": sim.username,
+                                              "password": sim.password, "port": str(sim.port),
+                                              "validate_certs": "false"})
+    inventory = Path(ROOT, source["source_path"]).read_text()
+    with AwxApi(tmp_path / "awx", ee_collections, Path(source["source_path"]).name, inventory, [credential]) as api:
+        variables = {"virtops_platform": "vmware", "virtops_vmware_hostname": "127.0.0.1",
+                     "virtops_vmware_port": sim.port, "virtops_vmware_validate_certs": False,
+                     "virtops_interval": 1, "virtops_failure_interval": 2, "virtops_min_uptime": 0}
+        rb_dir = tmp_path / "rulebook"
+        rb_dir.mkdir()
+        (rb_dir / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")  # the jobs use AWX's inventory
+        with Rulebook(rb_dir, "restart_hung_vm_awx.yml", rb_dir / "hosts.yml", variables,
+                      {"VMWARE_USER": sim.username, "VMWARE_PASSWORD": sim.password},
+                      extra_args=["--controller-url", api.url, "--controller-token", AwxApi.TOKEN]) as rb:
+            rb.wait_watching()
+            sim.vm_do(hung["name"], "heartbeat", status="red")
+            rb.wait_for(lambda: [e for e in api.jobs.values() if e["status"] in ("successful", "failed", "error")],
+                        240, "a finished AWX job")
+            time.sleep(5)  # the heartbeat stays red: no second job (once per episode, throttle)
+    assert api.unauthorized == 0
+    assert [launch["status"] for launch in api.launches] == [201], api.launches
+    (entry,) = api.jobs.values()
+    job = entry["job"]
+    assert entry["template"] == "virtops: restart a hung VM (EDA)" and entry["status"] == "successful", job.stdout()[-3000:]
+    assert job.extravars["ansible_eda"]["event"]["virtops"]["type"] == "vm_hung"  # the event reached the job
+    (record,) = job.audit()  # one power action, by the job, on the hung VM
+    assert record["target"]["uuid"] == hung["instanceUuid"] and record["state"] == "restarted"
+    assert record["via"] == "awx job %d" % job.id and record["reason"].startswith("EDA restart_hung_vm: ")
+    now = {u: sim.vm(u).runtime for u in boots}
+    assert now[hung["instanceUuid"]].powerState == "poweredOn" and now[hung["instanceUuid"]].bootTime != boots[hung["instanceUuid"]]
+    assert now[other["instanceUuid"]].bootTime == boots[other["instanceUuid"]]
+    assert "Job Launched, url: /api/v2/jobs/%d/" % job.id in rb.output, rb.output[-3000:]
+    assert sim.password not in rb.output and sim.password not in job.stdout()
