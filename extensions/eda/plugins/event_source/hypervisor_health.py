@@ -476,53 +476,64 @@ class Monitor:
                 continue
             st = old
             seen[vm.uuid] = st
-            if vm.power_state != st.power:
-                # a VM on a host that lost its connection reads 'unknown': the host event says it
-                if not (vm.host in down or st.host in down) or "unknown" not in (vm.power_state, st.power):
-                    events.append(self._vm_event(
-                        "vm_power_changed", ep, vm, "power %s -> %s" % (st.power, vm.power_state),
-                        previous_power_state=st.power))
-                if vm.power_state == "running" and st.power != "unknown":
-                    st.powered_on_at = now
-                    st.lost_since = None
-                    st.hung_at = None
-            elif vm.power_state == "running" and st.boot is not None and boot_id(vm) not in (None, st.boot):
-                # off and on again between two polls (a runbook's power cycle): a power-on all the same
-                LOG.info("%s was power-cycled between two polls (boot %s -> %s)", vm.name, st.boot, boot_id(vm))
-                st.powered_on_at = now
-                st.lost_since = None
-                st.hung_at = None
-            st.boot = boot_id(vm)
-            st.power = vm.power_state
-            st.host, st.name = vm.host, vm.name
-            # heartbeat; "unknown" on a running VM (no answer either way) neither starts nor ends an episode
-            silent = vm.heartbeat == "unknown" and vm.power_state == "running"
-            if vm.heartbeat == "lost" and vm.power_state == "running":
-                if st.lost_since is None:
-                    st.lost_since = now
-                    st.hung_at = None
-                    if st.heartbeat != "lost":
-                        events.append(self._vm_event("vm_heartbeat_lost", ep, vm, "guest heartbeat lost",
-                                                     previous_heartbeat=st.heartbeat))
-                lost_for = now - st.lost_since
-                up_for = None if st.powered_on_at is None else now - st.powered_on_at
-                due = st.hung_at is None or (cfg["repeat_after"] > 0 and now - st.hung_at >= cfg["repeat_after"])
-                if (due and lost_for >= cfg["failure_interval"]
-                        and (up_for is None or up_for >= cfg["min_uptime"])):
-                    st.hung_at = now
-                    events.append(self._act(
-                        "vm_hung", ep, vm, now,
-                        "guest heartbeat lost for %ds (failure_interval %ds) on %s; detected by "
-                        "virtops.unified.hypervisor_health" % (lost_for, cfg["failure_interval"], vm.host),
-                        heartbeat_lost_for=round(lost_for, 1), failure_interval=cfg["failure_interval"],
-                        seen_up_for=None if up_for is None else round(up_for, 1)))
-            elif not silent:  # heartbeat ok, or not running: the episode ends
-                st.lost_since = None
-                st.hung_at = None
-            if not silent:
-                st.heartbeat = vm.heartbeat
+            events.extend(self._power(ep, vm, st, now, down))
+            events.extend(self._heartbeat(ep, vm, st, now))
             events.extend(self._down(ep, vm, st, now))
         ep.vms = seen
+        return events
+
+    def _power(self, ep, vm, st, now, down_hosts):
+        """vm_power_changed; a power-on (seen, or a power cycle between two polls) restarts min_uptime."""
+        events = []
+        if vm.power_state != st.power:
+            # a VM on a host that lost its connection reads 'unknown': the host event says it
+            if not (vm.host in down_hosts or st.host in down_hosts) or "unknown" not in (vm.power_state, st.power):
+                events.append(self._vm_event(
+                    "vm_power_changed", ep, vm, "power %s -> %s" % (st.power, vm.power_state),
+                    previous_power_state=st.power))
+            powered_on = vm.power_state == "running" and st.power != "unknown"
+        else:
+            powered_on = vm.power_state == "running" and st.boot is not None and boot_id(vm) not in (None, st.boot)
+            if powered_on:
+                LOG.info("%s was power-cycled between two polls (boot %s -> %s)", vm.name, st.boot, boot_id(vm))
+        if powered_on:
+            st.powered_on_at = now
+            st.lost_since = None
+            st.hung_at = None
+        st.boot = boot_id(vm)
+        st.power = vm.power_state
+        st.host, st.name = vm.host, vm.name
+        return events
+
+    def _heartbeat(self, ep, vm, st, now):
+        """vm_heartbeat_lost, then vm_hung after failure_interval (never within min_uptime).
+        "unknown" on a running VM (no answer either way) neither starts nor ends an episode."""
+        cfg = self.cfg
+        events = []
+        silent = vm.heartbeat == "unknown" and vm.power_state == "running"
+        if vm.heartbeat == "lost" and vm.power_state == "running":
+            if st.lost_since is None:
+                st.lost_since = now
+                st.hung_at = None
+                if st.heartbeat != "lost":
+                    events.append(self._vm_event("vm_heartbeat_lost", ep, vm, "guest heartbeat lost",
+                                                 previous_heartbeat=st.heartbeat))
+            lost_for = now - st.lost_since
+            up_for = None if st.powered_on_at is None else now - st.powered_on_at
+            due = st.hung_at is None or (cfg["repeat_after"] > 0 and now - st.hung_at >= cfg["repeat_after"])
+            if due and lost_for >= cfg["failure_interval"] and (up_for is None or up_for >= cfg["min_uptime"]):
+                st.hung_at = now
+                events.append(self._act(
+                    "vm_hung", ep, vm, now,
+                    "guest heartbeat lost for %ds (failure_interval %ds) on %s; detected by "
+                    "virtops.unified.hypervisor_health" % (lost_for, cfg["failure_interval"], vm.host),
+                    heartbeat_lost_for=round(lost_for, 1), failure_interval=cfg["failure_interval"],
+                    seen_up_for=None if up_for is None else round(up_for, 1)))
+        elif not silent:  # heartbeat ok, or not running: the episode ends
+            st.lost_since = None
+            st.hung_at = None
+        if not silent:
+            st.heartbeat = vm.heartbeat
         return events
 
     def _down(self, ep, vm, st, now):
