@@ -25,10 +25,6 @@ except ImportError:  # reported by require_pyvmomi() where it matters
 
 PLATFORM = "vmware"
 
-
-def _iso(stamp):
-    return stamp.isoformat() if stamp is not None else None
-
 VM_PROPS = ["name", "config.instanceUuid", "config.template", "runtime.powerState", "runtime.host",
             "runtime.connectionState", "guestHeartbeatStatus", "guest.toolsRunningStatus",
             "summary.config.numCpu", "summary.config.memorySizeMB", "runtime.bootTime"]
@@ -37,12 +33,15 @@ HOST_PROPS = ["name", "parent", "runtime.connectionState", "runtime.inMaintenanc
               "summary.hardware.memorySize"]
 CLUSTER_PROPS = ["name"]
 PAGE = 1000  # objects per RetrievePropertiesEx page
-
 _VM_POWER = {"poweredOn": model.RUNNING, "poweredOff": model.STOPPED, "suspended": model.SUSPENDED}
 _HOST_POWER = {"poweredOn": model.RUNNING, "poweredOff": model.STOPPED, "standBy": model.SUSPENDED}
 _HEARTBEAT = {"green": model.HB_OK, "yellow": model.HB_DEGRADED, "red": model.HB_LOST, "gray": model.HB_UNKNOWN}
 _HOST_CONNECTION = {"connected": model.CONNECTED, "disconnected": model.DISCONNECTED,
                     "notResponding": model.NOT_RESPONDING}
+
+
+def _iso(stamp):
+    return stamp.isoformat() if stamp is not None else None
 
 
 def _plain(value):
