@@ -12,7 +12,8 @@ from helpers import ROOT, virsh
 
 PEER = os.path.join(ROOT, "tests", "peers", "libvirt")
 sys.path.insert(0, PEER)
-import guests  # noqa: E402  pylint: disable=wrong-import-position  (the peer's own helper, stdlib only)
+# the peer's own helper, stdlib only
+import guests  # noqa: E402  pylint: disable=wrong-import-position
 
 URI = "qemu:///system"
 PING = '{"execute":"guest-ping"}'

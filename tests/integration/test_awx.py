@@ -789,7 +789,7 @@ class AwxApi:
     def __init__(self, root, ee_collections, inventory_file, inventory, credentials):
         self.job_args = dict(root=root, ee_collections=ee_collections, inventory_file=inventory_file,
                              inventory=inventory, credentials=credentials)
-        self.templates = {number: template for number, template in enumerate(TEMPLATES, start=11)}
+        self.templates = dict(enumerate(TEMPLATES, start=11))
         self.jobs = {}  # id -> {"job": AwxJob, "status": ..., "template": ...}
         self.launches = []  # what each launch asked for, and what AWX answered
         self.unauthorized = 0
@@ -948,7 +948,7 @@ def test_eda_rulebook_restarts_a_hung_vm_as_an_awx_job(vcsim, ee_collections, tm
             time.sleep(5)  # the heartbeat stays red: no second job (once per episode, throttle)
     assert api.unauthorized == 0
     assert [launch["status"] for launch in api.launches] == [201], api.launches
-    (entry,) = api.jobs.values()
+    (entry,) = list(api.jobs.values())
     job = entry["job"]
     assert entry["template"] == "virtops: restart a hung VM (EDA)" and entry["status"] == "successful", job.stdout()[-3000:]
     assert job.extravars["ansible_eda"]["event"]["virtops"]["type"] == "vm_hung"  # the event reached the job

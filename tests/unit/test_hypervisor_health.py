@@ -54,7 +54,7 @@ class Script:
 
     def polls(self, seconds):
         out = []
-        for _ in range(int(seconds)):
+        for _second in range(int(seconds)):
             out += self.poll()
         return out
 
@@ -115,7 +115,7 @@ def test_max_resets_then_one_limit_event_and_nothing_more(tmp_path):
     s = Script(tmp_path, failure_interval=2, min_uptime=0, max_resets=3)
     s.poll()
     hung = []
-    for _ in range(5):  # five episodes: lost, then back
+    for _episode in range(5):  # five episodes: lost, then back
         s.set(heartbeat="lost")
         hung += [e for e in s.polls(4) if e[0] != "vm_heartbeat_lost"]
         s.set()
@@ -156,7 +156,7 @@ def test_vm_down_after_two_polls_unless_someone_meant_it(tmp_path, raw, expected
 def test_vm_down_is_not_reported_while_a_runbook_holds_the_lock_or_after_an_audited_stop(tmp_path):
     s = Script(tmp_path)
     s.poll()
-    token, _path, _ = runbook.acquire_lock(str(tmp_path / "locks"), UUID, {"runbook": "restart_vm"})
+    token, _path, _taken = runbook.acquire_lock(str(tmp_path / "locks"), UUID, {"runbook": "restart_vm"})
     s.set(power="stopped", raw="shutoff:destroyed")
     assert s.polls(3) == [("vm_power_changed", "db01")]
     runbook.release_lock(str(tmp_path / "locks"), UUID, token)
