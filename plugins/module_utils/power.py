@@ -234,6 +234,10 @@ def apply(driver, params, check_mode=False, progress=None):
         result["after"] = vm.summary()
         result["actions"] = [dict(s, result="planned") for s in steps] if check_mode else []
     else:
+        if steps[0]["action"] == SHUTDOWN and vm.heartbeat == model.HB_UNKNOWN and "heartbeat" in driver.capabilities:
+            # a silent guest agent would take the graceful shutdown and sit on it
+            # (libvirt: up to 60 s); knowing it is silent, the driver uses ACPI
+            vm = driver.refresh(vm, heartbeat=True)
         after, actions = execute(driver, vm, steps, wait=params.get("wait", True), progress=progress)
         result["after"] = after.summary()
         result["actions"] = actions

@@ -40,8 +40,8 @@ repeat_after     seconds; re-emit vm_hung while the heartbeat stays lost
                  the heartbeat comes back or the VM is seen powering on)
 agent_ping       libvirt only: ping the qemu guest agent of running VMs. The
                  bulk read does not ping agents; a ping is one RPC per running
-                 VM (5 s each when the agent is silent: libvirt's guest-sync
-                 wait; the pings of one poll run in parallel). Default: true
+                 VM (2 s, then 5 s each when the agent is silent: libvirt's
+                 guest-sync wait; the pings of one poll run in parallel). Default: true
                  when ``vms`` is given (only those VMs are pinged), false
                  otherwise. true without ``vms`` pings every running VM.
 connect_timeout  seconds (30)
