@@ -2,7 +2,8 @@
 # Benchmark our inventory plugins against the community ones, and our EDA recovery latency.
 #   bench/run.sh [libvirt] [--sizes 200,2000] [--repeats 3] [--running 10]   (default: libvirt)
 #   bench/run.sh vmware [--sizes 1000,10000] [--repeats 3] [--timeout 600]
-#   bench/run.sh eda [--settings 1:5:5,5:10:3,15:60:1] [--by-hand 3]   (EDA recovery latency, ~5 min)
+#   bench/run.sh eda [--platforms vmware,libvirt] [--settings 1:5:5,5:10:3,15:60:1] [--libvirt-setting 1:5:3]
+#                    [--by-hand 3]          (EDA recovery latency, vcsim and libvirt, ~8 min)
 #   bench/run.sh all                         (all three, each with its own defaults)
 # Own venv (.build/bench-venv), so /work/main/.venv is left alone.
 set -euo pipefail
@@ -43,6 +44,7 @@ run_vmware() {
 
 run_eda() {
   # the real ansible-rulebook (.build/eda-venv, Java 17: scripts/bootstrap.sh test) against the vcsim peer
+  # and the libvirt peer (the script starts libvirtd with tests/peers/libvirt/start.sh and builds the guests)
   "$venv/bin/python" "$here/bench_eda_latency.py" --vcsim "$("$root/tests/peers/vcsim/build.sh")" "$@"
 }
 
