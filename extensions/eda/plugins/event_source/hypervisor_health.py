@@ -256,12 +256,13 @@ def endpoint_label(platform, ep):
 class Endpoint:
     """One platform endpoint: its driver connection and its last state."""
 
-    def __init__(self, platform, params, connect_timeout, agent_ping, scope):
+    def __init__(self, platform, params, connect_timeout, agent_ping, scope, lock_dir=None):
         self.platform = platform
         self.params = params
         self.connect_timeout = connect_timeout
         self.agent_ping = agent_ping
         self.scope = scope
+        self.lock_dir = lock_dir
         self.label = endpoint_label(platform, params)
         self.driver = None
         self.reachable = None  # None: not polled yet
@@ -306,7 +307,12 @@ class Endpoint:
             inv = self.driver.list_inventory()
             if self.platform == "libvirt" and self.agent_ping:
                 from ansible_collections.virtops.unified.plugins.module_utils import model
-                pinged = [vm for vm in inv.vms if vm.power_state == model.RUNNING and in_scope(vm, vm.name, self.scope)]
+                from ansible_collections.virtops.unified.plugins.module_utils import runbook
+                locks = runbook.lock_dir_path(self.lock_dir)
+                # not a VM a runbook is working on: libvirt runs one agent command per domain
+                # at a time, so our pings would queue the runbook's (its heartbeat stays unknown)
+                pinged = [vm for vm in inv.vms if vm.power_state == model.RUNNING and in_scope(vm, vm.name, self.scope)
+                          and not os.path.exists(runbook.lock_path(locks, vm.uuid))]
                 if pinged:  # in parallel: a silent agent takes 5 s to give up
                     with ThreadPoolExecutor(max_workers=min(16, len(pinged))) as pool:
                         beats = list(pool.map(lambda vm: self.driver.heartbeat(vm.handle), pinged))
@@ -352,7 +358,8 @@ class Monitor:
     def __init__(self, cfg, clock=time.monotonic):
         self.cfg = cfg
         self.clock = clock
-        self.endpoints = [Endpoint(cfg["platform"], ep, cfg["connect_timeout"], cfg["agent_ping"], cfg["vms"])
+        self.endpoints = [Endpoint(cfg["platform"], ep, cfg["connect_timeout"], cfg["agent_ping"], cfg["vms"],
+                                   cfg["lock_dir"])
                           for ep in cfg["endpoints"]]
         self.names = {}  # uuid -> inventory name
         self.acted = {}  # uuid -> clock times of vm_hung / vm_down events (max_resets)
