@@ -214,7 +214,7 @@ def silence_timed(name, pings):
     stop_agent(name)
     time.sleep(STOP_DELAY_S + 0.5)
     took = []
-    for _ in range(pings):
+    for _ping in range(pings):
         began = time.monotonic()
         answered = lp.agent_answers(name)
         took.append(time.monotonic() - began)
