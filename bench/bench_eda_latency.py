@@ -44,7 +44,6 @@ import math
 import os
 import pathlib
 import random
-import select
 import shutil
 import signal
 import statistics
@@ -52,11 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
-from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,6 +61,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import helpers  # noqa: E402 pylint: disable=wrong-import-position
 import libvirt_peer as lp  # noqa: E402 pylint: disable=wrong-import-position
 import rulebook_peer as rp  # noqa: E402 pylint: disable=wrong-import-position
+from vcsim_peer import VcsimPeer  # noqa: E402 pylint: disable=wrong-import-position
 
 PLATFORMS = ("vmware", "libvirt")
 RULEBOOK = "restart_hung_vm.yml"
@@ -108,54 +104,22 @@ def loadavg():
 
 
 # --- simulator ---------------------------------------------------------------
-class Sim:  # pylint: disable=too-many-instance-attributes
-    """One vcsim peer: 1 standalone host with n VMs. Stops when stdin closes."""
+class Sim(VcsimPeer):
+    """The vcsim peer (tests/integration/vcsim_peer.py) with 1 standalone host and n VMs,
+    plus the reads this bench needs: VMs by instanceUuid, bootTime, power events."""
 
     def __init__(self, binary, n, workdir):
-        self.flags = ["-dc", "1", "-cluster", "0", "-host", "1", "-vm", str(n)]
-        self.stderr = open(os.path.join(workdir, "vcsim.log"), "w", encoding="utf-8")  # pylint: disable=consider-using-with
-        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            [binary, "-listen", "127.0.0.1:0", "-control", "127.0.0.1:0"] + self.flags + ["-exit-on-stdin-eof"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, start_new_session=True)
-        line = b""
-        deadline = time.monotonic() + 120
-        while not line.endswith(b"\n"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("vcsim did not get ready (rc=%s), see %s" % (self.proc.poll(), self.stderr.name))
-            if select.select([self.proc.stdout], [], [], 1)[0]:
-                line += os.read(self.proc.stdout.fileno(), 4096)
-        ready = json.loads(line.decode())
-        url = urllib.parse.urlsplit(ready["url"])
-        self.port = url.port
-        self.user, self.password = urllib.parse.unquote(url.username), urllib.parse.unquote(url.password)
-        self.control_url = ready["control"]
-        self.si = SmartConnect(host="127.0.0.1", port=self.port, user=self.user, pwd=self.password,
-                               disableSslCertValidation=True)
-        content = self.si.RetrieveContent()
-        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-        try:
-            self.vms = {vm.config.instanceUuid: vm for vm in view.view}  # pyVmomi objects by instanceUuid
-        finally:
-            view.Destroy()
-        self.events = content.eventManager
-
-    def control(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.control_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return json.load(resp)
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError("control API %s %s -> %s: %s" % (
-                method, path, exc.code, exc.read().decode(errors="replace"))) from None
+        super().__init__(workdir, "-dc", "1", "-cluster", "0", "-host", "1", "-vm", str(n))
+        self.start(binary=binary)
+        self.vms = {vm.config.instanceUuid: vm for vm in self.objects(vim.VirtualMachine)}
+        self.events = self.si.RetrieveContent().eventManager
 
     def ordered(self):
         """The VMs' uuids by VM name."""
         return sorted(self.vms, key=lambda u: self.vms[u].name)
 
     def heartbeat(self, uuid, status):
-        return self.control("POST", "/vm/%s/heartbeat" % urllib.parse.quote(uuid, safe=""), {"status": status})
+        return self.vm_do(uuid, "heartbeat", status=status)
 
     def boot_time(self, uuid):
         """runtime.bootTime (epoch s; None while off): the peer sets it at every power-on, as vSphere does."""
@@ -178,26 +142,6 @@ class Sim:  # pylint: disable=too-many-instance-attributes
 
     def last_event_key(self, uuid):
         return max([e.key for e in self.vm_events(uuid)] or [-1])
-
-    def write_inventory(self, path):
-        with open(path, "w", encoding="utf-8") as fh:  # credentials from VMWARE_USER / VMWARE_PASSWORD
-            fh.write("plugin: virtops.unified.vmware\nhostname: 127.0.0.1\nport: %d\nvalidate_certs: false\n"
-                     % self.port)
-        return path
-
-    def stop(self):
-        try:
-            Disconnect(self.si)
-        except (OSError, vim.fault.NotAuthenticated):
-            pass
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()  # -exit-on-stdin-eof
-                self.proc.wait(timeout=15)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.terminate()
-                self.proc.wait(timeout=10)
-        self.stderr.close()
 
 
 # --- libvirt guests ----------------------------------------------------------------
@@ -463,7 +407,7 @@ def vmware_rulebook(sim, tmp, interval, fint):
                  "virtops_vmware_port": sim.port, "virtops_vmware_validate_certs": False,
                  "virtops_interval": interval, "virtops_failure_interval": fint, "virtops_min_uptime": 0,
                  "virtops_max_resets": 100}
-    return new_rulebook(tmp, inv, variables, {"VMWARE_USER": sim.user, "VMWARE_PASSWORD": sim.password})
+    return new_rulebook(tmp, inv, variables, {"VMWARE_USER": sim.username, "VMWARE_PASSWORD": sim.password})
 
 
 def run_vmware_faults(sim, rb, out, victims, rng):
@@ -556,7 +500,7 @@ def by_hand_vmware(sim, workdir, victims, err):
     tmp = os.path.join(workdir, "by-hand-vmware")
     os.mkdir(tmp)
     inv = sim.write_inventory(os.path.join(tmp, "sim.vmware.yml"))
-    env = by_hand_env(tmp, VMWARE_USER=sim.user, VMWARE_PASSWORD=sim.password)
+    env = by_hand_env(tmp, VMWARE_USER=sim.username, VMWARE_PASSWORD=sim.password)
     runs = []
     for uuid in victims:
         try:

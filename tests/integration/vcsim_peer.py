@@ -13,7 +13,8 @@ chosen by the kernel, parses its ready line, and offers:
   never written to the file.
 
 A peer that cannot be built or started fails the test (pytest.fail), it is
-never skipped. `vcsim` below is a module-scoped fixture factory:
+never skipped; without pytest (the benchmarks) it raises RuntimeError.
+`vcsim` below is a module-scoped fixture factory:
 `sim = vcsim("-cluster", "2", ...)`; every peer it started is stopped at the
 end of the module.
 """
@@ -27,7 +28,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import pytest
+try:
+    import pytest
+except ImportError:  # bench/ uses VcsimPeer without pytest
+    pytest = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -36,6 +40,13 @@ BUILD = os.path.join(ROOT, "tests", "peers", "vcsim", "build.sh")
 USERNAME = "vcsim-operator"
 # Distinctive, so a test can assert it appears nowhere in any output.
 PASSWORD = "Vc-S3cret-pw-7f2d9"
+
+
+def fail(message):
+    """Fail the test (not a skip); outside pytest, raise."""
+    if pytest is None:
+        raise RuntimeError(message)
+    pytest.fail(message, pytrace=False)
 
 
 class ControlError(AssertionError):
@@ -52,10 +63,10 @@ def build():
     try:
         proc = subprocess.run([BUILD], capture_output=True, text=True, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.fail("vcsim peer: build.sh could not run: %s" % exc, pytrace=False)
+        fail("vcsim peer: build.sh could not run: %s" % exc)
     path = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     if proc.returncode != 0 or not os.access(path, os.X_OK):
-        pytest.fail("vcsim peer: build.sh failed (%d):\n%s" % (proc.returncode, proc.stderr[-4000:]), pytrace=False)
+        fail("vcsim peer: build.sh failed (%d):\n%s" % (proc.returncode, proc.stderr[-4000:]))
     return path
 
 
@@ -75,8 +86,8 @@ class VcsimPeer:
         self.inventory_path = os.path.join(self.workdir, "sim.vmware.yml")
 
     # --- lifecycle -------------------------------------------------------
-    def start(self, timeout=120):
-        binary = build()
+    def start(self, timeout=120, binary=None):
+        binary = binary or build()
         argv = [binary, "-listen", "127.0.0.1:0", "-control", "127.0.0.1:0",
                 "-username", self.username, "-password", self.password,
                 "-exit-on-stdin-eof", *self.flags]
@@ -85,7 +96,7 @@ class VcsimPeer:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                          text=True)
         except OSError as exc:
-            pytest.fail("vcsim peer: cannot start %s: %s" % (binary, exc), pytrace=False)
+            fail("vcsim peer: cannot start %s: %s" % (binary, exc))
         finally:
             log.close()
         line = self._ready_line(timeout)
@@ -94,7 +105,7 @@ class VcsimPeer:
             self.url, self.control_url = info["url"], info["control"]
         except (ValueError, KeyError):
             self.stop()
-            pytest.fail("vcsim peer: no ready line (got %r); log:\n%s" % (line, self.log_tail()), pytrace=False)
+            fail("vcsim peer: no ready line (got %r); log:\n%s" % (line, self.log_tail()))
         self.port = urllib.parse.urlsplit(self.url).port
         return self
 
@@ -104,7 +115,7 @@ class VcsimPeer:
         try:
             if not sel.select(timeout):
                 self.stop()
-                pytest.fail("vcsim peer: not ready after %ds; log:\n%s" % (timeout, self.log_tail()), pytrace=False)
+                fail("vcsim peer: not ready after %ds; log:\n%s" % (timeout, self.log_tail()))
         finally:
             sel.close()
         return self.proc.stdout.readline()
@@ -218,7 +229,6 @@ class VcsimPeer:
         return out
 
 
-@pytest.fixture(scope="module")
 def vcsim(tmp_path_factory):
     """Factory: vcsim(*flags) -> a started VcsimPeer with its inventory file written.
 
@@ -250,3 +260,7 @@ def vcsim(tmp_path_factory):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+if pytest is not None:
+    vcsim = pytest.fixture(scope="module")(vcsim)
