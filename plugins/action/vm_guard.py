@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.virtops.unified.plugins.module_utils import interface
+from ansible_collections.virtops.unified.plugins.module_utils import interface, runbook
 from ansible_collections.virtops.unified.plugins.plugin_utils.action import VirtActionBase
 
 
@@ -13,13 +13,20 @@ class ActionModule(VirtActionBase):
     RULES = interface.GUARD_RULES
 
     def fill_from_host(self, args, task_vars):
-        # controller-side only: the VM's identity, no platform connection
-        if not args.get("name") and not args.get("uuid") and task_vars.get("virt_kind") == "vm":
-            args["uuid"] = self._templar.template(task_vars.get("virt_uuid"))
-            args.setdefault("name", self._templar.template(task_vars.get("virt_name")))
+        # controller-side only: the VM's identity, no platform connection. The uuid is
+        # what the lock and the count are keyed on, however the task names the VM.
+        if not args.get("uuid") and task_vars.get("virt_kind") == "vm":
+            host_name = self._templar.template(task_vars.get("virt_name"))
+            if args.get("name") in (None, host_name, task_vars.get("inventory_hostname")):
+                args["uuid"] = self._templar.template(task_vars.get("virt_uuid"))
+                args.setdefault("name", host_name)
         if "audit_log" not in args and task_vars.get("virtops_audit_log"):
             args["audit_log"] = self._templar.template(task_vars["virtops_audit_log"])
+        if "lock_dir" not in args and task_vars.get("virtops_lock_dir"):
+            args["lock_dir"] = self._templar.template(task_vars["virtops_lock_dir"])
         return args
 
-    def work(self, params, task_vars):
-        return interface.run_guard(params, self.who(task_vars), check_mode=self._task.check_mode)
+    def work(self, params, task_vars, intent=None):
+        # the lock belongs to the play's process, not to this task's short-lived worker
+        return interface.run_guard(params, self.who(task_vars), check_mode=self._task.check_mode,
+                                   holder=runbook.play_holder())

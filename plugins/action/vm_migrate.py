@@ -14,5 +14,5 @@ class ActionModule(VirtActionBase):
     AUDITED = True
     AUDIT_STATE = "migrated"
 
-    def work(self, params, task_vars):
-        return interface.run_migrate(params, check_mode=self._task.check_mode, progress=self.progress)
+    def work(self, params, task_vars, intent=None):
+        return interface.run_migrate(params, check_mode=self._task.check_mode, progress=self.progress, intent=intent)

@@ -13,5 +13,5 @@ class ActionModule(VirtActionBase):
     RULES = interface.POWER_RULES
     AUDITED = True
 
-    def work(self, params, task_vars):
-        return interface.run_power(params, check_mode=self._task.check_mode, progress=self.progress)
+    def work(self, params, task_vars, intent=None):
+        return interface.run_power(params, check_mode=self._task.check_mode, progress=self.progress, intent=intent)

@@ -25,5 +25,5 @@ class ActionModule(VirtActionBase):
             args["failed_host"] = self._templar.template(task_vars["virt_host"])
         return args
 
-    def work(self, params, task_vars):
-        return interface.run_recover(params, check_mode=self._task.check_mode, progress=self.progress)
+    def work(self, params, task_vars, intent=None):
+        return interface.run_recover(params, check_mode=self._task.check_mode, progress=self.progress, intent=intent)

@@ -81,7 +81,7 @@ GUARD_SPEC = dict(
     stale_after={"type": "int", "default": 3600},
     audit_log={"type": "path", "default": runbook.DEFAULT_AUDIT_LOG, "fallback": (env_fallback, ["VIRTOPS_AUDIT_LOG"])},
 )
-GUARD_RULES = {"required_one_of": [("name", "uuid")], "required_if": [("state", "unlocked", ("token",))]}
+GUARD_RULES = {"required_if": [("state", "unlocked", ("token",))]}
 
 RECOVER_SPEC = dict(
     CONNECTION_SPEC,
@@ -125,55 +125,86 @@ def connect(params):
     raise model.Unsupported("platform %r is not supported" % platform)
 
 
-def run_power(params, check_mode=False, progress=None):
+def run_power(params, check_mode=False, progress=None, intent=None):
     with connect(params) as drv:
-        return power.apply(drv, params, check_mode=check_mode, progress=progress)
+        return power.apply(drv, params, check_mode=check_mode, progress=progress, intent=intent)
 
 
-def run_migrate(params, check_mode=False, progress=None):
+def run_migrate(params, check_mode=False, progress=None, intent=None):
     """Move a running VM to another host of the same endpoint (vMotion)."""
     begun = time.monotonic()
     with connect(params) as drv:
         if "migrate" not in drv.capabilities:
             raise model.Unsupported("%s: live migration is not supported by virtops yet" % drv.platform)
         vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
-        power.check_host(vm, params.get("expected_host"))
         target = params["destination_host"]
-        result = {"changed": vm.host != target, "before": vm.summary(),
-                  "diff": {"before": {"host": vm.host}, "after": {"host": target}}}
-        if result["changed"] and not check_mode:
-            if progress:
-                progress("%s: migrating from %s to %s" % (vm.name, vm.host, target))
-            drv.migrate(vm, target, timeout=params.get("wait_timeout", 3600))
-            vm = drv.refresh(vm)
-            if vm.host != target:
-                raise model.VirtError("%s: migration to %s reported success but the VM is on %s"
-                                      % (vm.name, target, vm.host))
+        try:
+            power.check_host(vm, params.get("expected_host"))
+            result = {"changed": vm.host != target, "before": vm.summary(),
+                      "diff": {"before": {"host": vm.host}, "after": {"host": target}}}
+            if result["changed"] and not check_mode:
+                if intent:
+                    intent(vm, [{"action": "migrate", "destination": target}])
+                if progress:
+                    progress("%s: migrating from %s to %s" % (vm.name, vm.host, target))
+                drv.migrate(vm, target, timeout=params.get("wait_timeout", 3600))
+                vm = drv.refresh(vm)
+                if vm.host != target:
+                    raise model.VirtError("%s: migration to %s reported success but the VM is on %s"
+                                          % (vm.name, target, vm.host))
+        except model.VirtError as exc:
+            power.keep_identity(exc, vm, begun)
+            raise
         result["after"] = vm.summary()
     result["elapsed"] = round(time.monotonic() - begun, 2)
     return result
 
 
-def run_guard(params, who, check_mode=False):
-    """Take (or give back) the per-VM runbook lock, after checking the rate limit."""
-    vm_id = params.get("uuid") or params.get("name")
+def run_guard(params, who, check_mode=False, holder=None):
+    """Take (or give back) the per-machine runbook lock, after checking the rate limit.
+
+    The lock and the count are keyed on the machine's uuid, however the runbook
+    named it: without a uuid there is nothing safe to key on, so it refuses.
+    `holder` is the process the lock belongs to (the play's, see runbook.play_holder)."""
+    vm_uuid = params.get("uuid")
+    if not vm_uuid:
+        raise model.VirtError(
+            "vm_guard needs the machine's uuid (the lock and the restart limit are keyed on it); nothing was done",
+            hint="Run it against the VM's inventory host (its virt_uuid is used), or pass uuid")
+    name = params.get("name") or vm_uuid
     if params["state"] == "unlocked":
-        released = check_mode or runbook.release_lock(params["lock_dir"], vm_id, params["token"])
+        released = check_mode or runbook.release_lock(params["lock_dir"], vm_uuid, params["token"])
         return {"changed": bool(released), "locked": False}
-    done = runbook.check_rate(params["audit_log"], vm_id, params.get("name") or vm_id,
+    done = runbook.check_rate(params["audit_log"], vm_uuid, name,
                               params["count_states"], params["max_actions"], params["window"])
     result = {"changed": not check_mode, "recent_actions": len(done), "locked": not check_mode}
-    if not check_mode:
-        owner = {"runbook": params["runbook"], "who": who, "vm": params.get("name") or vm_id}
-        token, path, taken_over = runbook.acquire_lock(params["lock_dir"], vm_id, owner, params["stale_after"])
-        result.update(token=token, lock=path)
-        if taken_over:
-            result["warnings"] = ["took over a stale lock on %s held by %s since %s"
-                                  % (vm_id, taken_over.get("who"), taken_over.get("time"))]
+    if check_mode:
+        held = runbook.live_lock(params["lock_dir"], vm_uuid, params["stale_after"])
+        if held:
+            raise model.StateConflict("another runbook holds %s: %s" % (name, runbook.describe_holder(held)),
+                                      hint="Wait for it to finish")
+        return result
+    # a take-over must be on record before the lock is ours
+    audit_path = runbook.check_audit_writable(params["audit_log"])
+    owner = {"runbook": params["runbook"], "who": who, "vm": name}
+    token, path, taken_over = runbook.acquire_lock(params["lock_dir"], vm_uuid, owner, params["stale_after"], who=holder)
+    result.update(token=token, lock=path)
+    if taken_over:
+        note = ("took over the lock on %s (%s) held by %s: %s"
+                % (name, vm_uuid, runbook.describe_holder(taken_over), taken_over.get("stale")))
+        result["warnings"] = [note]
+        try:
+            runbook.append_audit(audit_path, {
+                "time": runbook.now_iso(), "phase": "lock", "state": "lock_taken_over", "who": who,
+                "target": {"name": name, "uuid": vm_uuid}, "steps": [], "result": note,
+                "previous_holder": {k: taken_over.get(k) for k in ("runbook", "who", "time", "pid", "controller")}})
+        except runbook.AuditError:
+            runbook.release_lock(params["lock_dir"], vm_uuid, token)
+            raise
     return result
 
 
-def run_recover(params, check_mode=False, progress=None):
+def run_recover(params, check_mode=False, progress=None, intent=None):
     """Start a VM of a failed host on `destination_host`.
 
     libvirt: params name the destination hypervisor's endpoint; the domain must
@@ -195,13 +226,20 @@ def run_recover(params, check_mode=False, progress=None):
             steps = [power.Step(START, model.RUNNING, params["wait_timeout"])]
             if params.get("wait_for_heartbeat"):
                 steps.append(power.Step("heartbeat", model.HB_OK, params["wait_timeout"]))
-            if drv.platform == "vmware":
-                if progress:
-                    progress("%s: registering on %s" % (vm.name, dest))
-                vm = drv.recover(vm, dest, timeout=params["wait_timeout"])
-            elif vm.host != dest:
-                raise model.StateConflict("%s: connected to %s, not to the destination %s" % (vm.name, vm.host, dest))
-            after, actions = power.execute(drv, vm, steps, progress=progress)
+            found = vm
+            try:
+                if drv.platform != "vmware" and vm.host != dest:
+                    raise model.StateConflict("%s: connected to %s, not to the destination %s" % (vm.name, vm.host, dest))
+                if intent:
+                    intent(vm, [{"action": "recover", "destination": dest}] + steps)
+                if drv.platform == "vmware":
+                    if progress:
+                        progress("%s: registering on %s" % (vm.name, dest))
+                    vm = drv.recover(vm, dest, timeout=params["wait_timeout"])
+                after, actions = power.execute(drv, vm, steps, progress=progress)
+            except model.VirtError as exc:
+                power.keep_identity(exc, found, begun)
+                raise
             result.update(changed=True, after=after.summary(), actions=actions)
     result["elapsed"] = round(time.monotonic() - begun, 2)
     return result
@@ -253,6 +291,10 @@ def failure(exc):
     }
     if getattr(exc, "actions", None):
         result["actions"] = exc.actions
+    if getattr(exc, "before", None):
+        result["before"] = exc.before
+    if getattr(exc, "elapsed", None) is not None:
+        result["elapsed"] = exc.elapsed
     if not isinstance(exc, model.VirtError):
         result["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return result

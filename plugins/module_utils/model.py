@@ -165,12 +165,19 @@ def not_found(what, wanted, known, where=""):
     return NotFound(msg)
 
 
-def pick_one(candidates, name=None, uuid=None, where="", what="VM"):
+def _listing(machines):
+    return "; ".join("%s uuid=%s host=%s power=%s" % (m.name, m.uuid, m.host, m.power_state) for m in machines)
+
+
+def pick_one(candidates, name=None, uuid=None, where="", what="VM", expected_host=None):
     """Select the single machine matching uuid (preferred) or name.
 
-    Names match exactly first, then case-insensitively; a name matching
-    several machines is refused with the list, so nothing is ever acted on
-    by guess.
+    Identity is (endpoint, uuid, host): copies that share a uuid (libvirt
+    standby definitions on other hypervisors) are distinct machines. A uuid
+    that matches several picks the one on `expected_host`, else the single
+    running one; none or several running is refused with the list. Names match
+    exactly first, then case-insensitively; a name matching several machines
+    is refused with the list. Nothing is ever acted on by guess.
     """
     candidates = list(candidates)
     if uuid:
@@ -178,15 +185,39 @@ def pick_one(candidates, name=None, uuid=None, where="", what="VM"):
         hits = [m for m in candidates if m.uuid and m.uuid.lower() == wanted]
         if not hits:
             raise not_found(what + " with uuid", uuid, [m.uuid for m in candidates if m.uuid], where)
+    else:
+        hits = [m for m in candidates if m.name == name]
+        if not hits:
+            hits = [m for m in candidates if m.name.lower() == name.lower()]
+        if not hits:
+            raise not_found(what, name, [m.name for m in candidates], where)
+    if expected_host:
+        on_host = [m for m in hits if m.host == expected_host]
+        if not on_host:
+            raise StateConflict("%s %r is not on the expected host %s%s: %s"
+                                % (what, uuid or name, expected_host, where, _listing(hits)),
+                                hint="It was probably moved: refresh the inventory and retry")
+        hits = on_host
+    if len(hits) == 1:
         return hits[0]
-    hits = [m for m in candidates if m.name == name]
-    if not hits:
-        hits = [m for m in candidates if m.name.lower() == name.lower()]
-    if not hits:
-        raise not_found(what, name, [m.name for m in candidates], where)
-    if len(hits) > 1:
-        listing = "; ".join(
-            "%s uuid=%s host=%s" % (m.name, m.uuid, m.host) for m in hits
-        )
-        raise Ambiguous("name %r matches %d %ss%s: %s" % (name, len(hits), what, where, listing))
-    return hits[0]
+    if uuid:
+        running = [m for m in hits if m.power_state == RUNNING]
+        if len(running) == 1:
+            return running[0]
+        raise Ambiguous("uuid %s matches %d copies%s and %s: %s"
+                        % (uuid, len(hits), where, "none runs" if not running else "%d run" % len(running),
+                           _listing(hits)),
+                        hint="Say which copy with expected_host (its host); a copy that did not run is never started")
+    raise Ambiguous("name %r matches %d %ss%s: %s" % (name, len(hits), what, where, _listing(hits)))
+
+
+def other_running_copy(machine, candidates):
+    """Another machine with the same uuid that runs on another host, or None:
+    starting `machine` then would run one VM twice (a second QEMU on its disk)."""
+    if not machine.uuid:
+        return None
+    for other in candidates:
+        if other is not machine and other.uuid and other.uuid.lower() == machine.uuid.lower() \
+                and other.host != machine.host and other.power_state == RUNNING:
+            return other
+    return None

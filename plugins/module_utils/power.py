@@ -72,10 +72,16 @@ def _stop_steps(vm, state, force, shutdown_timeout, wait_timeout):
 def plan(vm, state, force=False, shutdown_timeout=120, wait_timeout=300, wait_for_heartbeat=False):
     """The list of steps that bring `vm` to `state`. Empty: nothing to do."""
     current = vm.power_state
-    if current in (model.UNKNOWN, model.TRANSITIONING):
+    if current == model.UNKNOWN:
         raise model.StateConflict(
-            "%s is in state %s (%s); refusing to plan a power action"
-            % (vm.name, current, vm.power_state_raw),
+            "%s: the platform does not know its power state (%s) on host %s; nothing was done"
+            % (vm.name, vm.power_state_raw, vm.host),
+            hint="Its host is probably not connected to the platform: check the host first. If it is dead, "
+                 "recover its VMs (recover_host_failure.yml); a host that is only cut off may still run the VM",
+        )
+    if current == model.TRANSITIONING:
+        raise model.StateConflict(
+            "%s is in transition (%s); refusing to plan a power action" % (vm.name, vm.power_state_raw),
             hint="Wait for the platform to settle, then retry",
         )
     if vm.facts.get("persistent") is False and state in ("stopped", "poweredoff", "restarted", "suspended"):
@@ -212,34 +218,51 @@ def _escalate(driver, vm, step, wait, progress, actions):
                      wait, progress, actions)
 
 
-def apply(driver, params, check_mode=False, progress=None):
+def apply(driver, params, check_mode=False, progress=None, intent=None):
     """The whole of vm_power: find, guard, plan, execute. Returns a result dict.
 
     `params` holds the module options (name/uuid, state, force, timeouts,
-    expected_host). Errors propagate as model.VirtError.
+    expected_host). `intent(vm, steps)` is called once the plan is known and
+    before the first power action (the audit log's intent line); if it raises,
+    nothing is done. Errors propagate as model.VirtError carrying `before`
+    (the VM as found) and `elapsed`, so a failed run keeps its identity.
     """
     begun = time.monotonic()
     vm = driver.find(name=params.get("name"), uuid=params.get("uuid"))
-    check_host(vm, params.get("expected_host"))
-    state = params["state"]
-    steps = plan(
-        vm, state,
-        force=params.get("force", False),
-        shutdown_timeout=params.get("shutdown_timeout", 120),
-        wait_timeout=params.get("wait_timeout", 300),
-        wait_for_heartbeat=params.get("wait_for_heartbeat", False),
-    )
-    result = {"changed": bool(steps), "before": vm.summary(), "diff": diff(vm, state)}
-    if check_mode or not steps:
-        result["after"] = vm.summary()
-        result["actions"] = [dict(s, result="planned") for s in steps] if check_mode else []
-    else:
-        if steps[0]["action"] == SHUTDOWN and vm.heartbeat == model.HB_UNKNOWN and "heartbeat" in driver.capabilities:
-            # a silent guest agent would take the graceful shutdown and sit on it
-            # (libvirt: up to 60 s); knowing it is silent, the driver uses ACPI
-            vm = driver.refresh(vm, heartbeat=True)
-        after, actions = execute(driver, vm, steps, wait=params.get("wait", True), progress=progress)
-        result["after"] = after.summary()
-        result["actions"] = actions
+    try:
+        check_host(vm, params.get("expected_host"))
+        state = params["state"]
+        steps = plan(
+            vm, state,
+            force=params.get("force", False),
+            shutdown_timeout=params.get("shutdown_timeout", 120),
+            wait_timeout=params.get("wait_timeout", 300),
+            wait_for_heartbeat=params.get("wait_for_heartbeat", False),
+        )
+        result = {"changed": bool(steps), "before": vm.summary(), "diff": diff(vm, state)}
+        if check_mode or not steps:
+            result["after"] = vm.summary()
+            result["actions"] = [dict(s, result="planned") for s in steps] if check_mode else []
+        else:
+            if intent:
+                intent(vm, steps)
+            if steps[0]["action"] == SHUTDOWN and vm.heartbeat == model.HB_UNKNOWN and "heartbeat" in driver.capabilities:
+                # a silent guest agent would take the graceful shutdown and sit on it
+                # (libvirt: up to 60 s); knowing it is silent, the driver uses ACPI
+                vm = driver.refresh(vm, heartbeat=True)
+            after, actions = execute(driver, vm, steps, wait=params.get("wait", True), progress=progress)
+            result["after"] = after.summary()
+            result["actions"] = actions
+    except model.VirtError as exc:
+        keep_identity(exc, vm, begun)
+        raise
     result["elapsed"] = round(time.monotonic() - begun, 2)
     return result
+
+
+def keep_identity(exc, vm, begun):
+    """Attach the machine as found and the time spent to an error, for its audit line."""
+    if getattr(exc, "before", None) is None:
+        exc.before = vm.summary()
+    exc.elapsed = round(time.monotonic() - begun, 2)
+    return exc

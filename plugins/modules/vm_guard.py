@@ -15,13 +15,26 @@ description:
     writes), or when another runbook holds the VM's lock; otherwise takes the lock and
     returns its RV(token).
   - With O(state=unlocked), gives the lock back (only if O(token) still owns it).
-  - A lock whose holder died on this controller, or older than O(stale_after) seconds,
-    is taken over with a warning.
+  - The lock belongs to the process that runs the play (C(ansible-playbook), also under
+    ansible-runner, AWX and ansible-rulebook), not to the task, so it holds until the
+    runbook gives it back or that process ends. It records that process's pid and start
+    time, the controller's host name and boot id.
+  - A lock is taken over, with a warning and a C(lock_taken_over) line in the audit log,
+    only when its holder is provably gone (that process no longer runs on this
+    controller, or the controller rebooted) or the lock is older than O(stale_after)
+    seconds. Take-over and release are serialised by a POSIX record lock, so two runs
+    never both take a stale lock. A lock file that cannot be read is taken over only
+    by age.
+  - Lock and count are keyed on the machine's uuid, so a VM named in two ways (inventory
+    name, platform name) is one machine. Without a uuid the module refuses.
   - Runs on the controller only; it talks to no platform. Against a VM host of a virtops
-    inventory O(uuid) and O(name) are filled from C(virt_uuid) and C(virt_name), and
-    O(audit_log) from the variable C(virtops_audit_log).
+    inventory O(uuid) and O(name) are filled from C(virt_uuid) and C(virt_name),
+    O(audit_log) from the variable C(virtops_audit_log) and O(lock_dir) from
+    C(virtops_lock_dir).
   - Locks live on the controller's file system, so they serialise the runbooks of one
-    controller (one AWX execution node, one operator's workstation).
+    controller, or of several controllers that share O(lock_dir) (NFS with working
+    POSIX locks).
+  - It refuses when the audit log cannot be written, since a take-over must be on record.
 author:
   - virtops maintainers (@virtops)
 attributes:
@@ -37,7 +50,9 @@ options:
     description: Name of the VM, for messages.
     type: str
   uuid:
-    description: Stable id of the VM; the lock and the count are keyed on it.
+    description:
+      - Stable id of the VM; the lock and the count are keyed on it. Required, unless the
+        task runs against the VM's inventory host (then C(virt_uuid) is used).
     type: str
   state:
     description: Take (C(locked)) or give back (C(unlocked)) the lock.
@@ -66,12 +81,12 @@ options:
     default: [restarted, reset]
   lock_dir:
     description:
-      - Directory of the lock files on the controller.
+      - Directory of the lock files on the controller. Filled from the variable C(virtops_lock_dir).
       - If not set, the environment variable E(VIRTOPS_LOCK_DIR) is used.
     type: path
     default: ~/.ansible/virtops/locks
   stale_after:
-    description: Seconds after which a lock is considered abandoned.
+    description: Seconds after which a lock is considered abandoned even if its holder still runs.
     type: int
     default: 3600
   audit_log:

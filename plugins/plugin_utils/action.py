@@ -13,6 +13,8 @@ connection to the VM is ever opened.
 from __future__ import annotations
 
 import getpass
+import time
+import uuid as uuidlib
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
@@ -59,51 +61,36 @@ class VirtActionBase(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        args = self.fill_from_host(dict(self._task.args), task_vars or {})
+        task_vars = task_vars or {}
+        args = self.fill_from_host(dict(self._task.args), task_vars)
         validated = ArgumentSpecValidator(self.SPEC, **self.RULES).validate(args)
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))
             return result
         params = validated.validated_parameters
+        audit = None
+        if self.AUDITED and not self._task.check_mode:
+            audit = AuditTrail(self, task_vars, params)
         try:
-            result.update(self.work(params, task_vars or {}))
+            if audit:
+                audit.check()  # fail closed: no record, no action
+                result.update(self.work(params, task_vars, intent=audit.intent))
+            else:
+                result.update(self.work(params, task_vars))
         except VirtError as exc:
             result.update(interface.failure(exc))
-        if self.AUDITED and not self._task.check_mode and (result.get("changed") or result.get("actions")):
-            self.audit(task_vars or {}, params, result)
+        except BaseException as exc:  # Ctrl-C, a worker killed mid-action: leave a trace
+            if audit and audit.intent_written:
+                audit.outcome({"failed": True, "msg": "interrupted (%s)" % type(exc).__name__}, quiet=True)
+            raise
+        if audit and audit.intent_written:
+            audit.outcome(result)
         if not self._task.diff:
             result.pop("diff", None)
         return result
 
-    def audit(self, task_vars, params, result):
-        """One line per power action: who, what, why, before/after, steps, result."""
-        before, after = result.get("before") or {}, result.get("after") or {}
-        record = {
-            "time": runbook.now_iso(),
-            "who": self.who(task_vars),
-            "via": self._via(task_vars),
-            "module": self._task.action,
-            "state": params.get("state") or self.AUDIT_STATE,
-            "reason": params.get("reason") or "",
-            "target": {"name": before.get("name") or params.get("name"), "uuid": before.get("uuid") or params.get("uuid"),
-                       "platform": params.get("platform"), "host": before.get("host"),
-                       "inventory_name": task_vars.get("inventory_hostname")},
-            "before": before.get("power_state"), "after": after.get("power_state"),
-            "host_after": after.get("host"),
-            "steps": result.get("actions", []),
-            "result": "failed: %s" % result.get("msg") if result.get("failed") else "ok",
-            "elapsed": result.get("elapsed"),
-        }
-        path = runbook.audit_log_path(self._templar.template(task_vars.get("virtops_audit_log")))
-        try:
-            runbook.append_audit(path, record)
-        except OSError as exc:
-            # the action happened: say loudly that its record could not be kept
-            result.setdefault("warnings", []).append("audit log %s not written: %s" % (path, exc))
-        result["audit_log"] = path
-
     @staticmethod
-    def _via(task_vars):
+    def via(task_vars):
         job = task_vars.get("awx_job_id") or task_vars.get("tower_job_id")
         if job:
             return "awx job %s" % job
@@ -112,10 +99,75 @@ class VirtActionBase(ActionBase):
             return "eda %s/%s" % (eda.get("ruleset"), eda.get("rule"))
         return "cli"
 
-    def work(self, params, task_vars):
+    def work(self, params, task_vars, intent=None):
+        """Do the task. Audited plugins get `intent(vm, steps)`, to call before the first action."""
         raise NotImplementedError
 
     @staticmethod
     def who(task_vars):
         """The person behind the run: the AWX user if AWX launched it."""
         return task_vars.get("awx_user_name") or task_vars.get("tower_user_name") or getpass.getuser()
+
+
+class AuditTrail:
+    """The audit lines of one audited task: an intent line before the first
+    power action, the outcome line after, both with the same id. If the intent
+    cannot be written the action is not taken; a run that dies in between
+    leaves its intent, which the restart limit counts and the event source
+    reads as virtops at work."""
+
+    def __init__(self, action, task_vars, params):
+        self.action = action
+        self.task_vars = task_vars
+        self.params = params
+        self.path = runbook.audit_log_path(action._templar.template(task_vars.get("virtops_audit_log")))
+        self.id = uuidlib.uuid4().hex
+        self.begun = time.monotonic()
+        self.intent_written = False
+        self.target = None
+        self.before = None
+
+    def check(self):
+        runbook.check_audit_writable(self.path)
+
+    def _base(self):
+        params, task_vars, action = self.params, self.task_vars, self.action
+        return {
+            "time": runbook.now_iso(),
+            "id": self.id,
+            "who": action.who(task_vars),
+            "via": action.via(task_vars),
+            "module": action._task.action,
+            "state": params.get("state") or action.AUDIT_STATE,
+            "reason": params.get("reason") or "",
+        }
+
+    def intent(self, vm, steps):
+        """Called by the work once the machine and the plan are known."""
+        before = vm.summary()
+        self.before = before
+        self.target = {"name": before.get("name"), "uuid": before.get("uuid"), "platform": before.get("platform"),
+                       "host": before.get("host"), "inventory_name": self.task_vars.get("inventory_hostname")}
+        record = dict(self._base(), phase="intent", target=self.target, before=before.get("power_state"),
+                      plan=[dict(step) for step in steps])
+        runbook.append_audit(self.path, record)  # AuditError: the action is not taken
+        self.intent_written = True
+
+    def outcome(self, result, quiet=False):
+        """The outcome line; a failure to write it fails the task (its intent stays)."""
+        before = result.get("before") or self.before or {}
+        after = result.get("after") or {}
+        record = dict(self._base(), phase="outcome", target=self.target,
+                      before=before.get("power_state"), after=after.get("power_state"),
+                      host_after=after.get("host"), steps=result.get("actions", []),
+                      result="failed: %s" % result.get("msg") if result.get("failed") else "ok",
+                      elapsed=result.get("elapsed", round(time.monotonic() - self.begun, 2)))
+        try:
+            runbook.append_audit(self.path, record)
+        except runbook.AuditError as exc:
+            if quiet:
+                return
+            done = ", ".join("%s=%s" % (a.get("action"), a.get("result")) for a in result.get("actions", []))
+            result.update(failed=True, msg="%s; the action was taken (%s) but its outcome is not on record: %s"
+                          % (result.get("msg") or "done", done, exc))
+        result["audit_log"] = self.path
