@@ -106,21 +106,38 @@ class LibvirtDriver(base.Driver):
         return "%s%skeyfile=%s" % (self.uri, "&" if "?" in self.uri else "?", quote(keyfile, safe="/"))
 
     def _open(self, readonly):
-        """Open with a time limit: an unreachable ssh host can hang for minutes."""
-        box = {}
+        """Open with a time limit: an unreachable ssh host can hang for minutes.
+
+        libvirt's open cannot be interrupted, so it runs in a daemon thread; if it
+        answers after we gave up, that thread closes the late connection itself
+        (the event source retries every poll: nothing may pile up)."""
+        box = {"abandoned": False}
+        guard = threading.Lock()
         uri = self._connect_uri()
 
         def target():
             try:
-                box["conn"] = (libvirt.openReadOnly if readonly else libvirt.open)(uri)
+                conn = (libvirt.openReadOnly if readonly else libvirt.open)(uri)
             except libvirt.libvirtError as exc:
                 box["error"] = exc
+                return
+            with guard:
+                late = box["abandoned"]
+                if not late:
+                    box["conn"] = conn
+            if late:
+                try:
+                    conn.close()
+                except libvirt.libvirtError:
+                    pass
 
-        worker = threading.Thread(target=target, daemon=True)
+        worker = threading.Thread(target=target, daemon=True, name="libvirt-open %s" % self.safe_uri)
         worker.start()
         worker.join(self.connect_timeout)
-        if worker.is_alive():
-            raise model.Unreachable("libvirt %s: no answer within %ds" % (self.safe_uri, self.connect_timeout))
+        with guard:
+            if "conn" not in box and "error" not in box:
+                box["abandoned"] = True
+                raise model.Unreachable("libvirt %s: no answer within %ds" % (self.safe_uri, self.connect_timeout))
         if "error" in box:
             raise self._error(box["error"], "cannot connect")
         return box["conn"]
@@ -198,12 +215,15 @@ class LibvirtDriver(base.Driver):
 
     def list_vms(self):
         flags = libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_VCPU | libvirt.VIR_DOMAIN_STATS_BALLOON
+        # NOWAIT: a domain busy with a job (often the hung one) is reported with what
+        # can be read at once instead of blocking the whole read behind that job
+        nowait = getattr(libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0)
         try:
-            records = self.conn.getAllDomainStats(flags, 0)
+            records = self.conn.getAllDomainStats(flags, nowait)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
                 raise self._error(exc, "getAllDomainStats") from exc
-            # drivers without VCPU/BALLOON stats (e.g. test:///) still give STATE
+            # drivers without VCPU/BALLOON stats or NOWAIT (e.g. test:///) still give STATE
             records = self._call(self.conn.getAllDomainStats, libvirt.VIR_DOMAIN_STATS_STATE, 0)
         saved = {d.UUIDString() for d in self._call(
             self.conn.listAllDomains, libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)}

@@ -69,7 +69,11 @@ def test_vm_of_a_dead_hypervisor_starts_on_the_standby(standby, tmp_path):
     log = os.environ.get("VIRTOPS_AUDIT_LOG") or os.path.join(SESSION_DIR, "audit.jsonl")
     with open(log, encoding="utf-8") as handle:
         mine = [r for r in map(json.loads, handle) if r["target"]["uuid"] == dom_uuid]
-    assert [(r["state"], r["result"], r["reason"]) for r in mine] == [("recovered", "ok", "kvmdead lost power")]
+    # the intent, written before the start, then the outcome with the same id
+    assert [(r["phase"], r["state"], r["reason"]) for r in mine] == [
+        ("intent", "recovered", "kvmdead lost power"), ("outcome", "recovered", "kvmdead lost power")]
+    assert mine[0]["id"] == mine[1]["id"] and mine[1]["result"] == "ok" and mine[0]["before"] == "stopped"
+    mine = mine[1:]
     assert [s["action"] for s in mine[0]["steps"]] == ["start"]
 
     again = playbook(cfg, "playbooks/recover_host_failure.yml", "-e", "failed_host=kvmdead")

@@ -54,7 +54,8 @@ def test_evacuate_moves_every_vm_then_enters_maintenance(site):
     mine = [h for h in sim.state()["hosts"] if h["name"] == source][0]
     assert mine["inMaintenanceMode"] is True and not mine["vms"]
     with open(os.environ.get("VIRTOPS_AUDIT_LOG") or os.path.join(SESSION_DIR, "audit.jsonl"), encoding="utf-8") as fh:
-        moved = [r for r in map(json.loads, fh) if r["state"] == "migrated" and r["target"]["host"] == source]
+        moved = [r for r in map(json.loads, fh) if r["state"] == "migrated" and r["target"]["host"] == source
+                 and r["phase"] == "outcome"]
     assert sorted(r["target"]["name"] for r in moved) == on_source
     sim.host_do(source, "maintenance", on=False)
 
