@@ -38,7 +38,8 @@ def audit_actions(path, vm_uuid, states=("restarted",)):
             records = [json.loads(line) for line in fh if line.strip()]
     except FileNotFoundError:
         return []
-    return [r for r in records if (r.get("target") or {}).get("uuid") == vm_uuid
+    # outcome lines only: each action also has an intent line written before it
+    return [r for r in records if (r.get("target") or {}).get("uuid") == vm_uuid and r.get("phase") != "intent"
             and (states is None or r.get("state") in states)]
 
 
