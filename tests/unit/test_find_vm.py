@@ -1,4 +1,4 @@
-from ansible_collections.virtops.unified.plugins.filter.find_vm import find_vm
+from ansible_collections.virtops.unified.plugins.filter.find_vm import find_vm, find_vms
 
 HOSTVARS = {
     "web01_kvm01": {"virt_name": "web01", "virt_uuid": "494c0a5c-6a3b-50e4-8702-8a6618595686", "virt_host": "kvm01"},
@@ -20,3 +20,59 @@ def test_ambiguous_and_unknown_are_errors_not_guesses():
     unknown = find_vm("db1", HOSTVARS, NAMES)
     assert unknown["host"] is None and "close matches: db01" in unknown["error"]
     assert find_vm("", HOSTVARS, NAMES)["error"].startswith("no target")
+
+
+SHARED = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+
+
+def copies(live_power="running", standby_power="stopped", **extra):
+    hv = {
+        "app_kvm01": {"virt_name": "app", "virt_uuid": SHARED, "virt_host": "kvm01", "virt_power_state": live_power},
+        "app_kvm02": {"virt_name": "app", "virt_uuid": SHARED, "virt_host": "kvm02", "virt_power_state": standby_power},
+        "kvm01": {"virt_connection_state": "connected"}, "kvm02": {"virt_connection_state": "connected"},
+    }
+    for name, values in extra.items():
+        hv[name].update(values)
+    return hv
+
+
+VMS = ["app_kvm01", "app_kvm02"]
+
+
+def test_a_shared_uuid_picks_the_single_running_copy():
+    assert find_vm(SHARED, copies(), VMS)["host"] == "app_kvm01"
+    assert find_vm(SHARED, copies("stopped", "running"), VMS)["host"] == "app_kvm02"
+
+
+def test_a_shared_uuid_with_none_or_both_running_is_refused_unless_expected_host_names_one():
+    for live, standby, word in (("stopped", "stopped", "none runs"), ("running", "running", "2 run")):
+        out = find_vm(SHARED, copies(live, standby), VMS)
+        assert out["host"] is None and word in out["error"] and "expected_host" in out["error"]
+        assert "host=kvm01" in out["error"] and "host=kvm02" in out["error"]
+    assert find_vm(SHARED, copies("stopped", "stopped"), VMS, "kvm02")["host"] == "app_kvm02"
+
+
+def test_a_copy_is_never_started_while_another_runs():
+    out = find_vm("app_kvm02", copies(), VMS)
+    assert out["host"] is None and "would run the VM twice" in out["error"] and "app_kvm01" in out["error"]
+    out = find_vm(SHARED, copies(), VMS, "kvm02")
+    assert out["host"] is None and "would run the VM twice" in out["error"]
+
+
+def test_a_vm_of_a_dead_or_unread_host_is_refused_with_what_to_do():
+    hv = copies(kvm01={"virt_connection_state": "not_responding"})
+    out = find_vm("app_kvm01", hv, VMS)
+    assert "its host kvm01 is not_responding" in out["error"] and "recover_host_failure.yml" in out["error"]
+    hv = copies(app_kvm01={"virt_stale": True, "virt_last_seen": "2026-12-01T08:00:00+00:00", "virt_power_state": "unknown"})
+    out = find_vm("app_kvm01", hv, VMS)
+    assert "could not be read" in out["error"] and "last seen there at 2026-12-01T08:00:00+00:00" in out["error"]
+
+
+def test_find_vms_keeps_a_name_with_a_comma_whole_and_splits_lists_otherwise():
+    hv = {"web,01": {"virt_name": "web,01", "virt_uuid": "494c0a5c-6a3b-50e4-8702-8a6618595686", "virt_host": "k"},
+          "db01": {"virt_name": "db01", "virt_uuid": "75dc22b0-8891-5450-b73b-d5596f98e297", "virt_host": "k"}}
+    names = list(hv)
+    assert [r["host"] for r in find_vms("web,01", hv, names)] == ["web,01"]
+    assert [r["wanted"] for r in find_vms("db01, web", hv, names)] == ["db01", "web"]
+    assert [r["host"] for r in find_vms(["web,01", "db01"], hv, names)] == ["web,01", "db01"]
+    assert find_vms("", hv, names) == []
