@@ -11,10 +11,15 @@ class ModuleDocFragment:
 options:
   remember_vms:
     description:
-      - Keep, on the controller, the VMs last seen on each host. When a host cannot be
-        read at all (C(virt_connection_state=unreachable)), its last-known VMs are listed
-        under it with C(virt_power_state=unknown), C(virt_stale=true) and
-        C(virt_last_seen), so the impact of a dead host is known without a hand-kept ledger.
+      - Keep, on the controller, what each endpoint listed at its last read (the VMs of
+        each libvirt hypervisor, the ESXi hosts and VMs of a vCenter). When an endpoint cannot be
+        read at all (C(virt_connection_state=unreachable)), its last-known records are listed
+        with C(virt_power_state=unknown), C(virt_stale=true), C(virt_last_seen) (the time of
+        that read), C(virt_unreachable_endpoint) (the inventory name of the endpoint) and
+        C(virt_unreachable_since); its hosts are C(unreachable). So the impact of a dead host
+        is known without a hand-kept ledger.
+      - The endpoint's own record gets C(virt_unreachable_since) (the first read that failed in
+        a row) and C(virt_last_seen) (its last successful read, if any).
     type: bool
     default: true
   last_known_dir:

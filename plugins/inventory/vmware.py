@@ -18,6 +18,16 @@ description:
     C(virt_host_<esxi>), itself in C(virt_cluster_<cluster>) for clustered hosts.
   - A VM name that repeats (in other folders or clusters) becomes C(<name>_<esxi host>);
     C(virt_name) keeps the vSphere name.
+  - A vCenter that cannot be read (down, silent for O(connect_timeout), certificate not trusted,
+    or login refused) does not empty the inventory. It is listed as a host named after
+    O(hostname) (C(<hostname>_<port>) for C(localhost), C(127.0.0.1) or C(::1), names Ansible
+    keeps for the controller) with C(virt_kind=endpoint) in the group C(virt_endpoints),
+    C(virt_connection_state=unreachable), C(virt_error) (what failed, for example
+    C(login refused)), C(virt_error_type) and C(virt_unreachable_since), with a warning.
+    With O(remember_vms), the ESXi hosts and VMs of its last successful read are listed as they were
+    then, with C(virt_stale=true), C(virt_last_seen), C(virt_unreachable_endpoint) and
+    C(virt_unreachable_since); their power state is C(unknown) and the hosts' connection state
+    C(unreachable).
   - The file name must end with C(vmware.yml) or C(vmware.yaml).
 author:
   - virtops maintainers (@virtops)
@@ -68,7 +78,10 @@ options:
     type: bool
     default: false
   connect_timeout:
-    description: Seconds to wait for vCenter to answer.
+    description:
+      - Seconds to wait for vCenter to answer, when connecting and on each call after.
+      - A vCenter that accepts the connection and does not answer is listed as unreachable
+        after about this long.
     type: int
     default: 30
 """
@@ -85,25 +98,52 @@ keyed_groups:
 # ansible-inventory -i prod.vmware.yml --graph virt_cluster_prod01
 """
 
+from ansible import constants as C
 from ansible.errors import AnsibleParserError
 
+from ansible_collections.virtops.unified.plugins.module_utils import vmware_driver
 from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
-from ansible_collections.virtops.unified.plugins.module_utils.vmware_driver import VmwareDriver
-from ansible_collections.virtops.unified.plugins.plugin_utils.inventory import VirtInventoryBase
+from ansible_collections.virtops.unified.plugins.plugin_utils.inventory import ENDPOINT, VirtInventoryBase, unreachable_host
 
 
 class InventoryModule(VirtInventoryBase):
     NAME = "virtops.unified.vmware"
     PLATFORM = "vmware"
 
+    def endpoint_name(self):
+        """Inventory name of the vCenter's own record: its host name, with the port
+        for a loopback name (an SSH tunnel), which Ansible would otherwise take for
+        the controller: plays on localhost would get this record instead."""
+        hostname = self.get_option("hostname")
+        if hostname in C.LOCALHOST:
+            return "%s_%s" % (hostname, self.get_option("port"))
+        return hostname
+
+    def endpoint_of(self, rec):
+        # one vCenter is read as a whole: its hosts and VMs stay or go stale together
+        return self.endpoint_name()
+
     def fetch_records(self):
         try:
-            with VmwareDriver(hostname=self.get_option("hostname"), username=self.get_option("username"),
-                              password=self.get_option("password"), port=self.get_option("port"),
-                              validate_certs=self.get_option("validate_certs"),
-                              connect_timeout=self.get_option("connect_timeout"),
-                              include_templates=self.get_option("include_templates")) as drv:
+            vmware_driver.require_pyvmomi()
+        except VirtError as exc:  # the controller's problem, not the vCenter's
+            raise AnsibleParserError(str(exc)) from exc
+        hostname = self.get_option("hostname")
+        try:
+            with vmware_driver.VmwareDriver(hostname=hostname, username=self.get_option("username"),
+                                            password=self.get_option("password"), port=self.get_option("port"),
+                                            validate_certs=self.get_option("validate_certs"),
+                                            connect_timeout=self.get_option("connect_timeout"),
+                                            include_templates=self.get_option("include_templates")) as drv:
                 inv = drv.list_inventory()
         except VirtError as exc:
-            raise AnsibleParserError(str(exc)) from exc
+            # As libvirt does for a hypervisor: the endpoint stays listed, unreachable, with
+            # its last-known hosts and VMs (remember_vms). A refused login too: failing the
+            # source would only warn and leave an inventory without these VMs, which a
+            # runbook would read as "nothing runs there"; the warning says what failed.
+            endpoint = {"platform": self.PLATFORM, "hostname": hostname, "port": self.get_option("port"),
+                        "validate_certs": self.get_option("validate_certs")}
+            name = self.endpoint_name()
+            warning = "vCenter %s is listed as unreachable: %s" % (name, exc)
+            return [unreachable_host(self.PLATFORM, name, endpoint, exc, kind=ENDPOINT)], [warning]
         return inv.hosts + inv.vms, []

@@ -10,8 +10,11 @@ runtime.host reference, so the host -> VM mapping costs no per-VM call.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import socket
 import ssl
+import threading
 import time
 
 from ansible_collections.virtops.unified.plugins.module_utils import driver as base
@@ -59,6 +62,40 @@ def require_pyvmomi():
             "the Python library pyVmomi is not installed on the controller", hint="pip install pyvmomi")
 
 
+# pyVmomi's SmartConnect first asks the server for its API versions (GET
+# /sdk/vimServiceVersions.xml) on an http.client connection it opens without a
+# timeout: httpConnectionTimeout only reaches the connections made after it, so a
+# vCenter that accepts TCP and never answers blocks that probe for ever. The one
+# setting that reaches the probe's socket is the process-wide default timeout
+# (new sockets take it when they are created). It is set for the connect only,
+# and restored after; the connects of several threads (the event source reads
+# its endpoints in parallel) share it through a count under a lock instead of
+# waiting for each other, and it holds the longest timeout asked for, so no
+# connect is cut shorter than its own timeout.
+_DEFAULT_TIMEOUT_LOCK = threading.Lock()
+_connect_timeouts = []  # timeouts of the connects under way in this process
+_saved_default = [None]  # the process's own default, put back by the last one out
+
+
+@contextlib.contextmanager
+def _socket_default_timeout(seconds):
+    with _DEFAULT_TIMEOUT_LOCK:
+        if not _connect_timeouts:
+            _saved_default[0] = socket.getdefaulttimeout()
+        _connect_timeouts.append(seconds)
+        socket.setdefaulttimeout(max(_connect_timeouts))
+    try:
+        yield
+    finally:
+        with _DEFAULT_TIMEOUT_LOCK:
+            _connect_timeouts.remove(seconds)
+            socket.setdefaulttimeout(max(_connect_timeouts) if _connect_timeouts else _saved_default[0])
+
+
+# What a dead or silent connection raises (socket.timeout is an OSError).
+_CONNECTION_ERRORS = (OSError, http.client.HTTPException)
+
+
 def _fault_name(exc):
     return type(exc).__name__.rsplit(".", 1)[-1]
 
@@ -88,36 +125,62 @@ class VmwareDriver(base.Driver):
         self.host_objs = {}  # name -> vim.HostSystem
         self.clusters = {}  # compute resource moId -> cluster name
         self.host_clusters = {}  # host name -> cluster name
+        self.timeout = connect_timeout
+        self.lost = False  # the connection failed: close() does not wait on a logout
         self.si = self._connect(username, password, connect_timeout)
-        self.content = self.si.RetrieveContent()
+        self.content = self._call("read the service content", self.si.RetrieveContent)
 
     # --- connection ------------------------------------------------------
     def _connect(self, username, password, timeout):
+        # httpConnectionTimeout bounds every call after the version probe; the
+        # default socket timeout bounds the probe (see _socket_default_timeout)
+        bounded = _socket_default_timeout(timeout) if timeout else contextlib.nullcontext()
         try:
             # an explicit context: pyVmomi skips verification for localhost without one
             context = ssl.create_default_context() if self.validate_certs else None
-            return SmartConnect(host=self.hostname, port=self.port, user=username or "", pwd=password or "",
-                                sslContext=context, disableSslCertValidation=not self.validate_certs,
-                                httpConnectionTimeout=timeout, connectionPoolTimeout=-1)
+            with bounded:
+                return SmartConnect(host=self.hostname, port=self.port, user=username or "", pwd=password or "",
+                                    sslContext=context, disableSslCertValidation=not self.validate_certs,
+                                    httpConnectionTimeout=timeout or None, connectionPoolTimeout=-1)
         except vim.fault.InvalidLogin as exc:
             raise model.AuthFailed("vmware %s: login refused for user %r" % (self.label, username),
                                    raw=_fault_text(exc)) from None
-        except ssl.SSLError as exc:
+        except ssl.SSLCertVerificationError as exc:
             raise model.VirtError(
                 "vmware %s: certificate not trusted (%s)" % (self.label, getattr(exc, "verify_message", None) or exc),
                 hint="Install the vCenter CA on the controller, or set validate_certs: false for a lab") from None
-        except (OSError, socket.timeout) as exc:
-            raise model.Unreachable("vmware %s: cannot connect" % self.label, raw=str(exc)) from None
+        except _CONNECTION_ERRORS as exc:
+            raise self._lost_error("connect", exc) from None
         except vmodl.MethodFault as exc:
             raise model.VirtError("vmware %s: login failed" % self.label, raw=_fault_text(exc)) from None
+        except Exception as exc:  # pylint: disable=broad-except
+            if exc.__class__ is not Exception:
+                raise
+            # SmartConnect's own words for an answer that is not a vSphere API's
+            raise model.Unreachable("vmware %s: no vSphere API there" % self.label, raw=str(exc)) from None
+
+    def _lost_error(self, doing, exc):
+        """The Unreachable error for a connection that failed or went silent."""
+        self.lost = True
+        if isinstance(exc, socket.timeout):
+            return model.Unreachable("vmware %s: no answer within %ss during %s" % (self.label, self.timeout, doing),
+                                     raw=str(exc) or "timed out")
+        if doing == "connect":
+            return model.Unreachable("vmware %s: cannot connect" % self.label, raw=str(exc) or type(exc).__name__)
+        return model.Unreachable("vmware %s: connection lost during %s" % (self.label, doing),
+                                 raw=str(exc) or type(exc).__name__)
 
     def close(self):
         si, self.si = getattr(self, "si", None), None
-        if si is not None:
-            try:
+        if si is None:
+            return
+        try:
+            if self.lost:  # a logout would wait on the same silent server
+                si._stub.DropConnections()  # pylint: disable=protected-access
+            else:
                 Disconnect(si)
-            except Exception:  # pylint: disable=broad-except
-                pass  # logging out of a dead session must not mask the real outcome
+        except Exception:  # pylint: disable=broad-except
+            pass  # logging out of a dead session must not mask the real outcome
 
     def where(self):
         return " on %s" % self.label
@@ -126,15 +189,17 @@ class VmwareDriver(base.Driver):
         return {"platform": PLATFORM, "hostname": self.hostname, "port": self.port,
                 "validate_certs": self.validate_certs}
 
-    def _fault(self, exc, doing):
-        """Map a vSphere fault to a typed error, keeping vSphere's own words."""
+    def _fault(self, exc, doing, host=None):
+        """Map a vSphere fault to a typed error, keeping vSphere's own words.
+        `host`: the VM's host as last read, for faults that do not name it."""
         name, raw = _fault_name(exc), _fault_text(exc)
         msg = "vmware %s: %s failed (%s)" % (self.label, doing, name)
+        # InvalidHostConnectionState is an InvalidState: it must be matched first
+        if isinstance(exc, (vim.fault.InvalidHostConnectionState, vmodl.fault.HostCommunication)):
+            return model.StateConflict(msg, raw=raw, hint=self._host_hint(getattr(exc, "host", None), host))
         if isinstance(exc, (vim.fault.InvalidPowerState, vim.fault.ToolsUnavailable, vim.fault.InvalidState,
                             vim.fault.TaskInProgress)):
             return model.StateConflict(msg, raw=raw)
-        if isinstance(exc, vim.fault.InvalidHostConnectionState):
-            return model.StateConflict(msg, raw=raw, hint="The VM's host is not connected to vCenter")
         if isinstance(exc, (vim.fault.NotAuthenticated, vim.fault.NoPermission)):
             return model.AuthFailed(msg, raw=raw)
         if isinstance(exc, vmodl.fault.ManagedObjectNotFound):
@@ -143,16 +208,24 @@ class VmwareDriver(base.Driver):
             return model.Unsupported(msg, raw=raw)
         return model.VirtError(msg, raw=raw)
 
+    def _host_hint(self, host_ref, host=None):
+        """What to do when vCenter cannot reach the VM's host (a fault names it by reference)."""
+        name = self.host_names.get(getattr(host_ref, "_moId", None)) or host
+        which = "The VM's host %s" % name if name else "The VM's host"
+        then = "recover_host_failure.yml -e failed_host=%s" % name if name else "recover_host_failure.yml"
+        return ("%s is not connected to vCenter (disconnected or not responding): check that host; "
+                "if it is dead, start its VMs on another host with %s" % (which, then))
+
     def _call(self, doing, func, *args, **kwargs):
         try:
             return func(*args, **kwargs)
         except vmodl.MethodFault as exc:
             raise self._fault(exc, doing) from None
-        except (OSError, socket.timeout) as exc:
-            raise model.Unreachable("vmware %s: connection lost during %s" % (self.label, doing), raw=str(exc)) from None
+        except _CONNECTION_ERRORS as exc:
+            raise self._lost_error(doing, exc) from None
 
     # --- bulk read -------------------------------------------------------
-    def _retrieve(self, objects=None, vms=True, hosts=True):
+    def _retrieve(self, objects=None, vms=True, hosts=True, doing="read inventory"):
         """One PropertyCollector pass with paging; objects=None: the whole inventory."""
         pc = vmodl.query.PropertyCollector
         specs, types = [], []
@@ -174,20 +247,20 @@ class VmwareDriver(base.Driver):
         collector = self.content.propertyCollector
         out = []
         try:
-            page = self._call("read inventory", collector.RetrievePropertiesEx,
+            page = self._call(doing, collector.RetrievePropertiesEx,
                               [pc.FilterSpec(objectSet=object_specs, propSet=specs)],
                               pc.RetrieveOptions(maxObjects=PAGE))
             while page:
                 out.extend(page.objects)
                 if not page.token:
                     break
-                page = self._call("read inventory", collector.ContinueRetrievePropertiesEx, page.token)
+                page = self._call(doing, collector.ContinueRetrievePropertiesEx, page.token)
         finally:
-            if view is not None:
+            if view is not None and not self.lost:
                 try:
                     view.Destroy()
-                except vmodl.MethodFault:
-                    pass
+                except (vmodl.MethodFault,) + _CONNECTION_ERRORS:
+                    pass  # the session's views go with it; the read's own error matters
         return [(obj.obj, {p.name: _plain(p.val) for p in obj.propSet}) for obj in out]
 
     def _index_hosts(self, records):
@@ -269,24 +342,24 @@ class VmwareDriver(base.Driver):
             return self._read_vm(obj)
         return model.pick_one(self.list_inventory().vms, name=name, where=self.where())
 
-    def _read_vm(self, obj):
-        records = self._retrieve([obj], hosts=False)
+    def _read_vm(self, obj, name=None):
+        records = self._retrieve([obj], hosts=False, doing="read VM %s" % (name or obj._moId))
         if not records:
             raise model.NotFound("vmware %s: VM %s is gone" % (self.label, obj._moId))
         return self._vm_machine(*records[0])
 
     def refresh(self, vm, heartbeat=False):
-        return self._read_vm(vm.handle)
+        return self._read_vm(vm.handle, vm.name)
 
     # --- actions ---------------------------------------------------------
-    def _wait_task(self, task, doing, timeout=600):
+    def _wait_task(self, task, doing, timeout=600, host=None):
         deadline = time.monotonic() + timeout
         while True:
             info = self._call(doing, getattr, task, "info")
             if info.state == vim.TaskInfo.State.success:
                 return info.result
             if info.state == vim.TaskInfo.State.error:
-                raise self._fault(info.error, doing) if isinstance(info.error, vmodl.MethodFault) \
+                raise self._fault(info.error, doing, host) if isinstance(info.error, vmodl.MethodFault) \
                     else model.VirtError("vmware %s: %s failed" % (self.label, doing), raw=str(info.error))
             if time.monotonic() > deadline:
                 raise model.Timeout("vmware %s: task %s still %s after %ds" % (self.label, doing, info.state, timeout))
@@ -302,7 +375,7 @@ class VmwareDriver(base.Driver):
                   base.RESET: "ResetVM_Task", base.SUSPEND: "SuspendVM_Task"}.get(action)
         if method is None:
             raise model.Unsupported("vmware: %s is not a vSphere power operation" % action)
-        self._wait_task(self._call(doing, getattr(obj, method)), doing)
+        self._wait_task(self._call(doing, getattr(obj, method)), doing, host=vm.host)
 
     def migrate(self, vm, host_name, timeout=3600):
         """vMotion to the named host (RelocateVM with only a host in the spec)."""
@@ -310,8 +383,9 @@ class VmwareDriver(base.Driver):
         target = self.host_objs.get(host_name)
         if target is None:
             raise model.not_found("host", host_name, self.host_objs, self.where())
-        spec = vim.vm.RelocateSpec(host=target, pool=target.parent.resourcePool)
         doing = "migrate %s to %s" % (vm.name, host_name)
+        compute = self._call(doing, getattr, target, "parent")
+        spec = vim.vm.RelocateSpec(host=target, pool=self._call(doing, getattr, compute, "resourcePool"))
         self._wait_task(self._call(doing, vm.handle.RelocateVM_Task, spec), doing, timeout)
 
     def set_maintenance(self, host_name, on, timeout=3600):
@@ -341,7 +415,7 @@ class VmwareDriver(base.Driver):
         doing = "recover %s on %s" % (vm.name, host_name)
         config = self._call(doing, getattr, vm.handle, "config")
         folder = self._call(doing, getattr, vm.handle, "parent")
-        pool = self._call(doing, getattr, target.parent, "resourcePool")
+        pool = self._call(doing, getattr, self._call(doing, getattr, target, "parent"), "resourcePool")
         self._call(doing + " (unregister)", vm.handle.UnregisterVM)
         task = self._call(doing + " (register)", folder.RegisterVM_Task, path=config.files.vmPathName,
                           name=vm.name, asTemplate=False, pool=pool, host=target)

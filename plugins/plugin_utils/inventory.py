@@ -8,8 +8,12 @@ parse(): read config -> cache key -> records from cache or from the platform
 Records are plain dicts of virt_* vars so they cache as JSON.
 
 Groups (same for every platform):
-  virt_hypervisors, virt_vms, virt_baremetal, virt_platform_<p>,
+  virt_hypervisors, virt_vms, virt_baremetal, virt_endpoints, virt_platform_<p>,
   virt_cluster_<c> -> children virt_host_<h> -> the VMs on host <h>.
+
+Last-known records (remember_vms): each endpoint read (a libvirt hypervisor, a
+vCenter) keeps what it listed; an endpoint that cannot be read is listed as
+unreachable, with its last-known hosts and VMs marked virt_stale.
 """
 
 from __future__ import annotations
@@ -26,17 +30,41 @@ from ansible_collections.virtops.unified.plugins.module_utils import model, runb
 
 display = Display()
 
-KIND_GROUPS = {model.HYPERVISOR: "virt_hypervisors", model.VM: "virt_vms", model.BAREMETAL: "virt_baremetal"}
+# A management endpoint that is not itself a hypervisor (a vCenter), listed
+# only when it cannot be read, so that it is not taken for a failed host.
+ENDPOINT = "endpoint"
+KIND_GROUPS = {model.HYPERVISOR: "virt_hypervisors", model.VM: "virt_vms", model.BAREMETAL: "virt_baremetal",
+               ENDPOINT: "virt_endpoints"}
 
 
-def unreachable_host(platform, name, endpoint, error, cluster=None):
+def unreachable_host(platform, name, endpoint, error, cluster=None, kind=model.HYPERVISOR):
     """A host record for an endpoint that could not be read: it stays listed."""
     return model.Machine(
-        kind=model.HYPERVISOR, platform=platform, name=name, uuid=None, cluster=cluster,
+        kind=kind, platform=platform, name=name, uuid=None, cluster=cluster,
         power_state=model.UNKNOWN, power_state_raw="unreachable",
         connection_state=model.UNREACHABLE, endpoint=endpoint,
-        facts={"error": str(error)},
+        facts={"error": str(error), "error_type": type(error).__name__},
     )
+
+
+def _stale(rec, last, endpoint, since):
+    """A record as last seen, for an endpoint that cannot be read now."""
+    out = dict(rec, virt_power_state=model.UNKNOWN, virt_power_state_raw="last seen %s" % rec.get("virt_power_state_raw"),
+               virt_stale=True, virt_last_seen=last, virt_unreachable_endpoint=endpoint, virt_unreachable_since=since)
+    if rec["virt_kind"] == model.VM:
+        out["virt_heartbeat"] = model.HB_UNKNOWN
+    else:  # a host behind the endpoint: nothing is known of it now
+        out["virt_connection_state"] = model.UNREACHABLE
+        if "virt_connection_state_raw" in rec:
+            out["virt_connection_state_raw"] = "last seen %s" % rec["virt_connection_state_raw"]
+    return out
+
+
+def _counted(records):
+    """'3 VM(s)' or '2 host(s) and 3 VM(s)'."""
+    vms = sum(1 for r in records if r["virt_kind"] == model.VM)
+    hosts = len(records) - vms
+    return ("%d host(s) and %d VM(s)" % (hosts, vms)) if hosts else "%d VM(s)" % vms
 
 
 class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
@@ -75,10 +103,22 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
             display.warning(warning)
         self.populate(records["machines"])
 
-    # --- last known VMs of each host -----------------------------------------
+    def endpoint_of(self, rec):
+        """Name of the endpoint a record was read from: the unit that is read
+        (and fails) as a whole. Default: a host is its own endpoint and a VM
+        belongs to its host (libvirt); a manager such as vCenter overrides this."""
+        return rec["virt_name"] if rec["virt_kind"] != model.VM else rec.get("virt_host")
+
+    # --- last known records of each endpoint ---------------------------------
     def _remember(self, path, records):
-        """Save the VMs of each host read now; list the last-known VMs of hosts
-        that could not be read, marked stale. Written atomically."""
+        """Save what each endpoint read now listed; for each endpoint that could
+        not be read, list its last-known records, marked stale. Written atomically.
+
+        An endpoint could not be read when its own record (a non-VM record
+        named after the endpoint) is unreachable. The store holds, per endpoint,
+        the time of its last read ("time"), what it listed then ("records") and
+        since when it has been unreachable ("unreachable_since", until it is read
+        again)."""
         store = os.path.join(os.path.expanduser(self.get_option("last_known_dir")),
                              "%s-%s.json" % (self.PLATFORM, hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]))
         try:
@@ -88,26 +128,41 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
             known = {}
         machines = records["machines"]
         now = runbook.now_iso()
-        unreachable = [m["virt_name"] for m in machines
-                       if m["virt_kind"] != model.VM and m.get("virt_connection_state") == model.UNREACHABLE]
-        for host in [m["virt_name"] for m in machines if m["virt_kind"] != model.VM and m["virt_name"] not in unreachable]:
-            known[host] = {"time": now, "vms": [m for m in machines if m.get("virt_host") == host]}
-        for host in unreachable:
-            last = known.get(host)
-            if not last:
+        units = {}
+        for rec in machines:
+            units.setdefault(self.endpoint_of(rec), []).append(rec)
+        units.pop(None, None)  # a VM without a host: no endpoint to keep it under
+        for endpoint, recs in units.items():
+            own = [r for r in recs if r["virt_kind"] != model.VM and r["virt_name"] == endpoint]
+            if not any(r.get("virt_connection_state") == model.UNREACHABLE for r in own):
+                known[endpoint] = {"time": now, "records": recs}
                 continue
-            for vm in last["vms"]:
-                machines.append(dict(vm, virt_power_state=model.UNKNOWN, virt_heartbeat=model.HB_UNKNOWN,
-                                     virt_power_state_raw="last seen %s" % vm.get("virt_power_state_raw"),
-                                     virt_stale=True, virt_last_seen=last["time"]))
-            records["warnings"].append("%s: listing its %d VM(s) as last seen at %s" % (host, len(last["vms"]), last["time"]))
+            last = known.setdefault(endpoint, {})
+            since = last.setdefault("unreachable_since", now)
+            kept = last.get("records", last.get("vms", []))  # "vms": the store before hosts were kept
+            # the endpoint's own last-known record (a libvirt hypervisor, a standalone ESXi
+            # host) is not listed twice: the live one, unreachable, takes what it told of itself
+            twins = [r for r in kept if r["virt_kind"] != model.VM and r["virt_name"] == endpoint]
+            kept = [r for r in kept if r not in twins]
+            for rec in own:
+                rec["virt_unreachable_since"] = since
+                if last.get("time"):
+                    rec["virt_last_seen"] = last["time"]
+                for twin in twins:
+                    rec["virt_kind"] = twin["virt_kind"]
+                    for key in ("virt_uuid", "virt_cluster"):
+                        rec[key] = rec.get(key) or twin.get(key)
+            if not last.get("time"):
+                continue  # never read: nothing to list
+            machines.extend(_stale(r, last["time"], endpoint, since) for r in kept)
+            records["warnings"].append("%s: listing its %s as last seen at %s" % (endpoint, _counted(kept), last["time"]))
         try:
             os.makedirs(os.path.dirname(store), mode=0o700, exist_ok=True)
             with open(store + ".tmp", "w", encoding="utf-8") as handle:
                 json.dump(known, handle)
             os.replace(store + ".tmp", store)
         except OSError as exc:
-            records["warnings"].append("could not keep the last-known VMs in %s: %s" % (store, exc))
+            records["warnings"].append("could not keep the last-known records in %s: %s" % (store, exc))
 
     # --- population ------------------------------------------------------
     def _group(self, name, parent=None):
@@ -161,7 +216,7 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
         for rec, name in zip(records, names):
             if rec["virt_kind"] == model.VM and rec.get("virt_host"):
                 self.inventory.add_child(self._group("virt_host_%s" % rec["virt_host"]), name)
-            elif rec["virt_kind"] != model.VM:
+            elif rec["virt_kind"] not in (model.VM, ENDPOINT):
                 host_group = self._group("virt_host_%s" % rec["virt_name"])
                 if rec.get("virt_cluster"):
                     cluster = self._group("virt_cluster_%s" % rec["virt_cluster"])

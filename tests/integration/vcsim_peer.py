@@ -5,6 +5,7 @@ chosen by the kernel, parses its ready line, and offers:
 
 * `control(method, path, body)` / `state()` - the peer's JSON control API
   (fault injection and a read path that does not go through SOAP);
+  `freeze(seconds)` / `frozen()` make the SOAP service silent and report it;
 * `si` - a pyVmomi connection of its own, for reads that do not use the
   collection's code;
 * `write_inventory()` - `<workdir>/sim.vmware.yml` for the
@@ -175,6 +176,14 @@ class VcsimPeer:
 
     def host_do(self, host, action, **body):
         return self.control("POST", self.path("host", host, action), body)
+
+    def freeze(self, seconds):
+        """A silent vCenter for `seconds` (0 thaws): the SOAP port accepts and never answers."""
+        return self.control("POST", "/freeze", {"seconds": seconds})
+
+    def frozen(self):
+        """{"frozen", "secondsLeft", "blocked"}: blocked counts the SOAP requests held now."""
+        return self.control("GET", "/freeze")
 
     # --- pyVmomi, independent of the collection ------------------------------
     @property

@@ -71,6 +71,7 @@ type vmFlags struct {
 	ignoreShutdown bool           // ShutdownGuest/RebootGuest accepted but never acted upon
 	shutdownDelay  *time.Duration // nil: use the global -shutdown-delay
 	tools          *bool          // nil: use the global -tools-running
+	taskDelay      time.Duration  // power tasks run this long (0: they finish at once, simulator behaviour)
 }
 
 type peer struct {
@@ -90,8 +91,11 @@ type peer struct {
 	toolsDefault  bool
 	shutdownDelay time.Duration
 
+	freeze freezer // POST /freeze: the SOAP service stops answering for a while
+
 	mu    sync.Mutex
 	flags map[string]*vmFlags // by VM moref value
+	tasks map[string]string   // VM moref value -> name of its delayed power task that is running
 	// What the .vmx of an unregistered VM would carry (the simulator keeps no
 	// .vmx contents), by config.files.vmPathName; see UnregisterVM.
 	unregistered map[string]vmIdentity
@@ -140,6 +144,82 @@ func (p *peer) delayFor(id string) time.Duration {
 		return *f.shutdownDelay
 	}
 	return p.shutdownDelay
+}
+
+// freezer makes the SOAP service silent: while it is frozen, every request
+// that reaches the SOAP handler (after TCP and TLS, as a hung vpxd) waits
+// until the freeze ends, and a request whose client has gone is dropped, not
+// run late.  In-process work (a delayed shutdown, a delayed task, the control
+// API) goes on: the hosts keep running while vCenter does not answer.
+type freezer struct {
+	mu      sync.Mutex
+	until   time.Time
+	thaw    chan struct{} // closed (and replaced) whenever the freeze changes
+	blocked int           // requests waiting now
+}
+
+func (f *freezer) set(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.until = time.Time{}
+	if d > 0 {
+		f.until = time.Now().Add(d)
+	}
+	close(f.thaw)
+	f.thaw = make(chan struct{})
+}
+
+// wait blocks while frozen; false when the client went away meanwhile.
+func (f *freezer) wait(ctx context.Context) bool {
+	for {
+		f.mu.Lock()
+		left, thaw := time.Until(f.until), f.thaw
+		if left <= 0 {
+			f.mu.Unlock()
+			return true
+		}
+		f.blocked++
+		f.mu.Unlock()
+		timer := time.NewTimer(left)
+		select {
+		case <-timer.C:
+		case <-thaw:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		f.mu.Lock()
+		f.blocked--
+		f.mu.Unlock()
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+}
+
+type freezeState struct {
+	Frozen      bool    `json:"frozen"`
+	SecondsLeft float64 `json:"secondsLeft"`
+	Blocked     int     `json:"blocked"`
+}
+
+func (f *freezer) state() freezeState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	left := time.Until(f.until).Seconds()
+	if left < 0 {
+		left = 0
+	}
+	return freezeState{Frozen: left > 0, SecondsLeft: left, Blocked: f.blocked}
+}
+
+func (p *peer) taskDelayFor(id string) time.Duration {
+	return p.vmFlags(id).taskDelay
+}
+
+func (p *peer) runningTask(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tasks[id]
 }
 
 func vmRef(id string) types.ManagedObjectReference {
@@ -526,10 +606,95 @@ func failedTask(ref types.ManagedObjectReference, name string, f types.BaseMetho
 	}).Run()
 }
 
+// inProcess runs a power operation through the in-process client (the
+// simulator's own implementation and locking) and returns its task.
+type inProcess func(context.Context, types.ManagedObjectReference) (types.ManagedObjectReference, error)
+
+// taskOutcome: the result and fault of a finished simulator task.
+func taskOutcome(ref types.ManagedObjectReference) (types.AnyType, types.BaseMethodFault) {
+	t, ok := simulator.Map.Get(ref).(*simulator.Task)
+	if !ok {
+		return nil, &types.ManagedObjectNotFound{Obj: ref}
+	}
+	var res types.AnyType
+	var f types.BaseMethodFault
+	simulator.Map.WithLock(t, func() {
+		res = t.Info.Result
+		if t.Info.Error != nil {
+			f = t.Info.Error.Fault
+		}
+	})
+	return res, f
+}
+
+// delayedTask is a power task that runs for d (POST /vm/{id}/task_delay):
+// it is returned running, and when d is over it fails if vCenter lost the
+// VM's host meanwhile (HostNotReachable when the host is notResponding,
+// HostNotConnected when it is disconnected: the VM stays as it was);
+// otherwise it runs the simulator's own operation.  The caller holds the
+// VM's lock and has done the pre-checks.
+func (p *peer) delayedTask(ref types.ManagedObjectReference, method, taskName string, d time.Duration, run inProcess) types.ManagedObjectReference {
+	task := simulator.CreateTask(ref, taskName, nil)
+	simulator.Map.WithLock(task, func() {
+		simulator.Map.Update(task, []types.PropertyChange{
+			{Name: "info.startTime", Val: time.Now()},
+			{Name: "info.state", Val: types.TaskInfoStateRunning},
+		})
+	})
+	p.mu.Lock()
+	p.tasks[ref.Value] = method
+	p.mu.Unlock()
+	go func() {
+		time.Sleep(d)
+		var res types.AnyType
+		var fault types.BaseMethodFault
+		vm := getVM(ref.Value)
+		if vm == nil {
+			fault = &types.ManagedObjectNotFound{Obj: ref}
+		} else {
+			var href *types.ManagedObjectReference
+			simulator.Map.WithLock(vm, func() { href = vm.Runtime.Host })
+			switch cs, _, _ := hostRefState(href); cs {
+			case types.HostSystemConnectionStateNotResponding:
+				fault = &types.HostNotReachable{}
+			case types.HostSystemConnectionStateDisconnected:
+				fault = &types.HostNotConnected{}
+			}
+		}
+		if fault == nil {
+			inner, err := run(context.Background(), ref)
+			if err != nil {
+				fault = &types.SystemError{Reason: err.Error()}
+			} else {
+				res, fault = taskOutcome(inner)
+			}
+		}
+		var info interface{}
+		state := types.TaskInfoStateSuccess
+		if fault != nil {
+			state = types.TaskInfoStateError
+			info = types.LocalizedMethodFault{Fault: fault, LocalizedMessage: fmt.Sprintf("%T", fault)}
+		}
+		simulator.Map.WithLock(task, func() {
+			simulator.Map.Update(task, []types.PropertyChange{
+				{Name: "info.completeTime", Val: time.Now()},
+				{Name: "info.state", Val: state},
+				{Name: "info.result", Val: res},
+				{Name: "info.error", Val: info},
+			})
+		})
+		p.mu.Lock()
+		delete(p.tasks, ref.Value)
+		p.mu.Unlock()
+	}()
+	return task.Self
+}
+
 // powerTask is the common shape of the four power task hooks.
 func (h *vmHook) powerTask(ctx *simulator.Context, method, taskName string, checkMaintenance bool,
 	extra func(*simulator.VirtualMachine) types.BaseMethodFault,
 	native func(*simulator.VirtualMachine, types.ManagedObjectReference) soap.HasFault,
+	later inProcess,
 	wrap func(types.ManagedObjectReference) soap.HasFault, notFoundBody func(*soap.Fault) soap.HasFault) soap.HasFault {
 	vm, ref := h.vm()
 	if vm == nil {
@@ -549,6 +714,10 @@ func (h *vmHook) powerTask(ctx *simulator.Context, method, taskName string, chec
 			res = wrap(failedTask(ref, taskName, f))
 			return
 		}
+		if d := h.p.taskDelayFor(ref.Value); d > 0 {
+			res = wrap(h.p.delayedTask(ref, method, taskName, d, later))
+			return
+		}
 		res = delegate(ctx, ref, func() soap.HasFault { return native(vm, ref) })
 	})
 	return res
@@ -561,6 +730,13 @@ func (h *vmHook) PowerOnVMTask(ctx *simulator.Context, req *types.PowerOnVM_Task
 			r.This = ref
 			return vm.PowerOnVMTask(ctx, &r)
 		},
+		func(c context.Context, ref types.ManagedObjectReference) (types.ManagedObjectReference, error) {
+			r, err := methods.PowerOnVM_Task(c, h.p.client, &types.PowerOnVM_Task{This: ref})
+			if err != nil {
+				return types.ManagedObjectReference{}, err
+			}
+			return r.Returnval, nil
+		},
 		func(t types.ManagedObjectReference) soap.HasFault {
 			return &methods.PowerOnVM_TaskBody{Res: &types.PowerOnVM_TaskResponse{Returnval: t}}
 		},
@@ -571,6 +747,13 @@ func (h *vmHook) PowerOffVMTask(ctx *simulator.Context, req *types.PowerOffVM_Ta
 	return h.powerTask(ctx, "PowerOffVM_Task", "powerOff", false, nil,
 		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
 			return vm.PowerOffVMTask(ctx, &types.PowerOffVM_Task{This: ref})
+		},
+		func(c context.Context, ref types.ManagedObjectReference) (types.ManagedObjectReference, error) {
+			r, err := methods.PowerOffVM_Task(c, h.p.client, &types.PowerOffVM_Task{This: ref})
+			if err != nil {
+				return types.ManagedObjectReference{}, err
+			}
+			return r.Returnval, nil
 		},
 		func(t types.ManagedObjectReference) soap.HasFault {
 			return &methods.PowerOffVM_TaskBody{Res: &types.PowerOffVM_TaskResponse{Returnval: t}}
@@ -593,6 +776,13 @@ func (h *vmHook) ResetVMTask(ctx *simulator.Context, req *types.ResetVM_Task) so
 		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
 			return vm.ResetVMTask(ctx, &types.ResetVM_Task{This: ref})
 		},
+		func(c context.Context, ref types.ManagedObjectReference) (types.ManagedObjectReference, error) {
+			r, err := methods.ResetVM_Task(c, h.p.client, &types.ResetVM_Task{This: ref})
+			if err != nil {
+				return types.ManagedObjectReference{}, err
+			}
+			return r.Returnval, nil
+		},
 		func(t types.ManagedObjectReference) soap.HasFault {
 			return &methods.ResetVM_TaskBody{Res: &types.ResetVM_TaskResponse{Returnval: t}}
 		},
@@ -613,6 +803,13 @@ func (h *vmHook) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task
 	return h.powerTask(ctx, "SuspendVM_Task", "suspend", false, onlyWhenOn,
 		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
 			return vm.SuspendVMTask(ctx, &types.SuspendVM_Task{This: ref})
+		},
+		func(c context.Context, ref types.ManagedObjectReference) (types.ManagedObjectReference, error) {
+			r, err := methods.SuspendVM_Task(c, h.p.client, &types.SuspendVM_Task{This: ref})
+			if err != nil {
+				return types.ManagedObjectReference{}, err
+			}
+			return r.Returnval, nil
 		},
 		func(t types.ManagedObjectReference) soap.HasFault {
 			return &methods.SuspendVM_TaskBody{Res: &types.SuspendVM_TaskResponse{Returnval: t}}
@@ -1450,13 +1647,22 @@ func (p *peer) rewrite(body []byte) (out []byte, hooked bool) {
 
 func (p *peer) soapHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
 		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/sdk") {
-			body, err := ioutil.ReadAll(r.Body)
+			var err error
+			body, err = ioutil.ReadAll(r.Body)
 			_ = r.Body.Close()
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
+		}
+		// After the body is read, so that net/http notices a client that gives up
+		// (r.Context is cancelled) and its call is dropped, not run when the freeze ends.
+		if !p.freeze.wait(r.Context()) {
+			return
+		}
+		if body != nil {
 			if m := reMethod.FindSubmatch(body); m != nil && readCalls[string(m[1])] {
 				// see peer.creating (in-process calls do not come this way,
 				// so the read lock is never taken twice by one goroutine)
@@ -1561,6 +1767,8 @@ type vmState struct {
 	GuestHeartbeatStatus string  `json:"guestHeartbeatStatus"`
 	IgnoreShutdown       bool    `json:"ignoreShutdown"`
 	ShutdownDelay        float64 `json:"shutdownDelaySeconds"`
+	TaskDelay            float64 `json:"taskDelaySeconds"`
+	RunningTask          string  `json:"runningTask"` // a delayed power task under way ("PowerOnVM_Task"), or ""
 }
 
 func clusterOf(hostRef types.ManagedObjectReference) *string {
@@ -1633,6 +1841,8 @@ func (p *peer) vmInfo(vm *simulator.VirtualMachine) vmState {
 	f := p.vmFlags(s.Moref)
 	s.IgnoreShutdown = f.ignoreShutdown
 	s.ShutdownDelay = p.delayFor(s.Moref).Seconds()
+	s.TaskDelay = f.taskDelay.Seconds()
+	s.RunningTask = p.runningTask(s.Moref)
 	return s
 }
 
@@ -1990,10 +2200,13 @@ POST /vm/{id}/heartbeat                 {"status": "green"|"yellow"|"red"|"gray"
 POST /vm/{id}/tools                     {"running": true}
 POST /vm/{id}/ignore_shutdown           {"on": true}
 POST /vm/{id}/shutdown_delay            {"seconds": 5}
+POST /vm/{id}/task_delay                {"seconds": 3}   power tasks stay running that long; a host lost meanwhile fails them
 POST /vm/{id}/rename                    {"name": "new name"}
 POST /vm/{id}/move                      {"folder": "sub/dir"}   (relative to the datacenter's vm folder)
 POST /vm/{id}/relocate                  {"host": "name-or-moref"}
 POST /vm/{id}/power                     {"state": "poweredOn"|"poweredOff"|"suspended"}
+GET  /freeze                             {"frozen", "secondsLeft", "blocked"}
+POST /freeze                            {"seconds": 30}   the SOAP service answers nothing for that long; 0 thaws
 Path segments are URL-escaped (a name containing "/" is sent as %2F).
 `
 
@@ -2043,6 +2256,16 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, controlHelp)
 	case len(parts) == 1 && parts[0] == "state" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, p.state())
+	case len(parts) == 1 && parts[0] == "freeze" && (r.Method == http.MethodGet || r.Method == http.MethodPost):
+		if r.Method == http.MethodPost {
+			secs, ok := body["seconds"].(float64)
+			if !ok || secs < 0 {
+				writeErr(w, errf(http.StatusBadRequest, "body needs a number \"seconds\" >= 0"))
+				return
+			}
+			p.freeze.set(time.Duration(secs * float64(time.Second)))
+		}
+		writeJSON(w, http.StatusOK, p.freeze.state())
 	case len(parts) >= 2 && parts[0] == "host":
 		h, err := findHost(parts[1])
 		if err != nil {
@@ -2110,6 +2333,13 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 			} else {
 				d := time.Duration(secs * float64(time.Second))
 				p.setVMFlags(id, func(f *vmFlags) { f.shutdownDelay = &d })
+			}
+		case "task_delay":
+			secs, ok := body["seconds"].(float64)
+			if !ok || secs < 0 {
+				err = errf(http.StatusBadRequest, "body needs a number \"seconds\" >= 0")
+			} else {
+				p.setVMFlags(id, func(f *vmFlags) { f.taskDelay = time.Duration(secs * float64(time.Second)) })
 			}
 		case "rename":
 			var s string
@@ -2276,8 +2506,10 @@ func main() {
 		toolsDefault:  *toolsRunning,
 		shutdownDelay: *shutdownDelay,
 		flags:         map[string]*vmFlags{},
+		tasks:         map[string]string{},
 		unregistered:  map[string]vmIdentity{},
 	}
+	p.freeze.thaw = make(chan struct{})
 	cleanup := func() {
 		model.Remove()
 		_ = os.RemoveAll(tmp)

@@ -457,6 +457,54 @@ def host_failure_recovery(si, base):
           and placement_consistent(si, base) == [], "reconnecting the failed hosts brings nothing back; lists consistent")
 
 
+def delays_and_freeze(si, base, url):
+    """task_delay (a power task under way while vCenter loses the host) and
+    /freeze (a silent SOAP service: held calls, dropped when the client gives up)."""
+    vm = [v for v, p in bulk(si, vim.VirtualMachine, ["name"]).items() if p["name"] == "DC0_H0_VM0"][0]
+    ref = "/vm/" + vm._moId
+    if vm.runtime.powerState != "poweredOn":
+        WaitForTask(vm.PowerOnVM_Task())
+    ctl(base, ref + "/task_delay", {"seconds": 0.5})
+    begun = time.monotonic()
+    task = vm.PowerOffVM_Task()
+    check(time.monotonic() - begun < 0.4 and task.info.state == "running" and
+          ctl(base, ref)["runningTask"] == "PowerOffVM_Task", "task_delay: the task comes back running")
+    info = poll(task)
+    check(info.state == "success" and vm.runtime.powerState == "poweredOff" and time.monotonic() - begun >= 0.5
+          and ctl(base, ref)["runningTask"] == "", "task_delay: it succeeds after the delay")
+    for state, fault in (("notResponding", vmodl.fault.HostNotReachable), ("disconnected", vmodl.fault.HostNotConnected)):
+        task = vm.PowerOnVM_Task()
+        ctl(base, "/host/DC0_H0/connection", {"state": state})
+        info = poll(task)
+        ctl(base, "/host/DC0_H0/connection", {"state": "connected"})
+        check(info.state == "error" and isinstance(info.error, fault) and vm.runtime.powerState == "poweredOff",
+              "task_delay: host %s during the task: %s, the VM stays off" % (state, fault.__name__))
+    ctl(base, ref + "/task_delay", {"seconds": 0})
+    check(ctl(base, ref)["taskDelaySeconds"] == 0, "task_delay 0: tasks finish at once again")
+
+    check(ctl(base, "/freeze") == {"frozen": False, "secondsLeft": 0, "blocked": 0}, "freeze: not frozen at start")
+    ctl(base, "/freeze", {"seconds": 1})
+    begun = time.monotonic()
+    name = vm.name
+    check(name == "DC0_H0_VM0" and time.monotonic() - begun >= 0.9, "freeze: a call waits for the thaw")
+    u = urllib.parse.urlsplit(url)
+    impatient = SmartConnect(host=u.hostname, port=u.port, user=urllib.parse.unquote(u.username),
+                             pwd=urllib.parse.unquote(u.password), disableSslCertValidation=True,
+                             httpConnectionTimeout=0.5)
+    mine = impatient.content.searchIndex.FindByUuid(None, vm.config.instanceUuid, True, True)
+    ctl(base, "/freeze", {"seconds": 30})
+    try:
+        mine.Rename_Task("renamed while frozen")
+        check(False, "freeze: a client with a 0.5 s timeout times out")
+    except OSError:
+        check(True, "freeze: a client with a 0.5 s timeout times out")
+    time.sleep(0.2)
+    check(ctl(base, "/freeze")["blocked"] == 0, "freeze: the call its client gave up is dropped")
+    check(ctl(base, "/vm/DC0_H0_VM0")["name"] == "DC0_H0_VM0", "freeze: the control API still answers")
+    ctl(base, "/freeze", {"seconds": 0})
+    check(vm.name == "DC0_H0_VM0", "freeze 0: thawed, and the dropped rename never ran")
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else subprocess.check_output(
         [os.path.join(HERE, "build.sh")], text=True).strip().splitlines()[-1]
@@ -577,6 +625,7 @@ def main():
 
         standard_calls(si, base)
         host_failure_recovery(si, base)
+        delays_and_freeze(si, base, info["url"])
 
         Disconnect(si)
     finally:
