@@ -89,3 +89,18 @@ def silence_agent(name):
     while agent_answers(name):
         assert time.monotonic() < deadline, "%s: guest agent still answers" % name
         time.sleep(0.5)
+
+
+QEMU_LOG_DIR = "/var/log/libvirt/qemu"
+
+
+def stop_reasons(name):
+    """How libvirt says each run of this domain ended, oldest first: libvirtd writes
+    'shutting down, reason=shutdown|destroyed|saved|...' to the domain's QEMU log on
+    every stop. Independent of the collection: a driver that pulled the plug and
+    said 'shutdown=ok' shows up here as 'destroyed'."""
+    try:
+        with open(os.path.join(QEMU_LOG_DIR, "%s.log" % name), encoding="utf-8", errors="replace") as fh:
+            return [line.rsplit("reason=", 1)[1].strip() for line in fh if "shutting down, reason=" in line]
+    except FileNotFoundError:
+        return []

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from helpers import adhoc, playbook, virsh
-from libvirt_peer import URI, define_and_start, domid, domstate, guests, remove, start, wait_agent
+from libvirt_peer import URI, define_and_start, domid, domstate, guests, remove, start, stop_reasons, wait_agent
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +49,13 @@ def test_restart_vm_escalates_on_a_guest_that_ignores_acpi(lab):
     names, inv = lab
     name = names["hung"]
     ensure_running(name)
-    before = domid(name)
+    before, stops = domid(name), len(stop_reasons(name))
     begun = time.monotonic()
     proc = playbook(inv, "playbooks/restart_vm.yml", "-e", "target=%s" % name,
                     "-e", "restart_vm_shutdown_timeout=4", "-e", json.dumps({"reason": "integration test"}))
     took = time.monotonic() - begun
     assert steps(proc.stdout) == "shutdown=timeout, poweroff=ok, start=ok"
+    assert stop_reasons(name)[stops:] == ["destroyed"]  # libvirt's word: the plug was pulled, once
     assert domstate(name) == "running"
     assert domid(name) != before, "the domain was not power-cycled"
     assert took >= 4
@@ -66,9 +67,10 @@ def test_restart_vm_is_graceful_on_a_guest_that_honours_acpi(lab):
     name = names["acpi"]
     ensure_running(name)
     wait_agent(name)
-    before = domid(name)
+    before, stops = domid(name), len(stop_reasons(name))
     proc = playbook(inv, "playbooks/restart_vm.yml", "-e", "target=%s" % name,
                     "-e", "restart_vm_shutdown_timeout=60")
+    assert stop_reasons(name)[stops:] == ["shutdown"]  # libvirt's word: the guest shut itself down
     done = steps(proc.stdout)
     assert done.startswith("shutdown=ok, start=ok"), done
     assert "poweroff" not in done
@@ -97,7 +99,7 @@ def test_vm_power_states_idempotence_and_diff(lab):
     rc, res = adhoc(inv, "localhost", "virtops.unified.vm_power", explicit(name, state="stopped", shutdown_timeout=60), "--diff")
     out = res["localhost"]
     assert rc == 0 and out["changed"] and [a["action"] for a in out["actions"]] == ["shutdown"]
-    assert domstate(name) == "shut off"
+    assert virsh(URI, "domstate", name, "--reason") == "shut off (shutdown)"
     rc, res = adhoc(inv, "localhost", "virtops.unified.vm_power", explicit(name, state="stopped"))
     assert rc == 0 and res["localhost"]["changed"] is False and res["localhost"]["actions"] == []
 
@@ -134,7 +136,7 @@ def test_poweredoff_is_immediate_on_the_hung_guest(lab):
     ensure_running(name)
     rc, res = adhoc(inv, "localhost", "virtops.unified.vm_power", explicit(name, state="poweredoff"))
     assert rc == 0 and [a["action"] for a in res["localhost"]["actions"]] == ["poweroff"]
-    assert domstate(name) == "shut off"
+    assert virsh(URI, "domstate", name, "--reason") == "shut off (destroyed)"
     virsh(URI, "start", name)
 
 
