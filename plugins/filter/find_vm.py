@@ -79,6 +79,7 @@ def _machines(hostvars, candidates):
         machine.inventory_name = inv_name
         machine.stale = hv.get("virt_stale")
         machine.last_seen = hv.get("virt_last_seen")
+        machine.unreachable = (hv.get("virt_unreachable_endpoint"), hv.get("virt_unreachable_since"))
         machines.append(machine)
     return machines
 
@@ -101,10 +102,12 @@ def find_vm(target, hostvars, candidates, expected_host=None):
         else:
             found = model.pick_one(machines, name=target, where=" in the inventory", expected_host=expected_host)
         if found.stale:
+            endpoint, since = found.unreachable
             raise model.Unreachable(
-                "%s (%s): its host %s could not be read; the VM was last seen there at %s; nothing was done"
-                % (found.name, found.uuid, found.host, found.last_seen),
-                hint="Its state is unknown: check the host or its endpoint, and recover_host_failure.yml if it is dead")
+                "%s (%s): endpoint %s unreachable since %s; the VM was last seen on %s at %s; nothing was done"
+                % (found.name, found.uuid, endpoint or found.host, since or "the last read", found.host,
+                   found.last_seen),
+                hint="Its state is unknown: check the endpoint; if its host is dead, recover_host_failure.yml")
         host_state = (hostvars[found.host].get("virt_connection_state") if found.host in hostvars else None)
         if host_state in (model.DISCONNECTED, model.NOT_RESPONDING, model.UNREACHABLE):
             raise model.StateConflict(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 HYPERVISOR = "hypervisor"
 VM = "vm"
 BAREMETAL = "baremetal"
+ENDPOINT = "endpoint"  # a manager that is not itself a host (a vCenter), listed when it cannot be read
 
 # Normalised power states (the platform's own word is kept in power_state_raw)
 RUNNING = "running"

@@ -194,6 +194,9 @@ def _run_step(driver, vm, step, wait, progress, actions):
             if not step.get("escalate_to"):
                 raise
             return _escalate(driver, vm, step, wait, progress, actions)
+        except model.VirtError as exc:
+            record.update(result="failed", elapsed=round(time.monotonic() - started, 2), error=str(exc))
+            raise
     try:
         if wait:
             vm = driver.wait_for(vm, reached, step["timeout"], what, progress, heartbeat=action == "heartbeat")
@@ -206,6 +209,10 @@ def _run_step(driver, vm, step, wait, progress, actions):
         if not step.get("escalate_to"):
             raise
         return _escalate(driver, vm, step, wait, progress, actions)
+    except model.VirtError as exc:
+        # the step began and then failed (a host cut off mid-task, an endpoint gone)
+        record.update(result="failed", elapsed=round(time.monotonic() - started, 2), error=str(exc))
+        raise
     record["elapsed"] = round(time.monotonic() - started, 2)
     return vm
 

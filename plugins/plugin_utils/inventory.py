@@ -30,9 +30,9 @@ from ansible_collections.virtops.unified.plugins.module_utils import model, runb
 
 display = Display()
 
-# A management endpoint that is not itself a hypervisor (a vCenter), listed
-# only when it cannot be read, so that it is not taken for a failed host.
-ENDPOINT = "endpoint"
+# A management endpoint that is not itself a hypervisor (a vCenter) is listed
+# only when it cannot be read, in its own group, so it is not taken for a failed host.
+ENDPOINT = model.ENDPOINT
 KIND_GROUPS = {model.HYPERVISOR: "virt_hypervisors", model.VM: "virt_vms", model.BAREMETAL: "virt_baremetal",
                ENDPOINT: "virt_endpoints"}
 

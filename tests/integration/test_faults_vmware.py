@@ -252,13 +252,21 @@ def test_unreadable_vcenter_lists_its_last_known_hosts_and_vms_stale(sim, tmp_pa
         return since
 
     # vCenter stops answering (accepts, then silence): not an empty inventory, and no hang
+    target = before["vms"][0]
     sim.freeze(60)
     try:
         frozen, took = timed(argv)
+        # a runbook aimed at one of its VMs says why it cannot act, not "not found"
+        restart = timed([os.path.join(BIN, "ansible-playbook"), "-i", inv, os.path.join(ROOT, "playbooks/restart_vm.yml"),
+                         "-e", json.dumps({"target": target["name"]})])[0]
     finally:
         sim.freeze(0)
     since = check_stale(frozen, "Unreachable", "no answer within %ds" % TIMEOUT)
     assert took < 30, took
+    assert restart.returncode != 0
+    assert "endpoint %s unreachable since %s" % (name, since) in restart.stdout, restart.stdout[-2000:]
+    assert "nothing was done" in restart.stdout and "not found" not in restart.stdout
+    assert sim.vm_state(target["instanceUuid"])["powerState"] == target["powerState"]
     # a refused login (a password changed under us): listed the same way, and says so
     refused, _took = timed(argv, {"VMWARE_PASSWORD": "Wr0ng-%d" % os.getpid()})
     assert check_stale(refused, "AuthFailed", "login refused") == since  # the same outage

@@ -65,7 +65,10 @@ def test_a_vm_of_a_dead_or_unread_host_is_refused_with_what_to_do():
     assert "its host kvm01 is not_responding" in out["error"] and "recover_host_failure.yml" in out["error"]
     hv = copies(app_kvm01={"virt_stale": True, "virt_last_seen": "2026-12-01T08:00:00+00:00", "virt_power_state": "unknown"})
     out = find_vm("app_kvm01", hv, VMS)
-    assert "could not be read" in out["error"] and "last seen there at 2026-12-01T08:00:00+00:00" in out["error"]
+    assert "endpoint kvm01 unreachable since the last read" in out["error"]
+    assert "last seen on kvm01 at 2026-12-01T08:00:00+00:00" in out["error"]
+    hv["app_kvm01"].update(virt_unreachable_endpoint="vc01", virt_unreachable_since="2026-12-01T08:05:00+00:00")
+    assert "endpoint vc01 unreachable since 2026-12-01T08:05:00+00:00" in find_vm("app_kvm01", hv, VMS)["error"]
 
 
 def test_find_vms_keeps_a_name_with_a_comma_whole_and_splits_lists_otherwise():
