@@ -56,7 +56,7 @@ def domid(name):
 
 def test_a_uuid_shared_by_two_copies_acts_on_the_one_that_runs(copies):
     name, dom_uuid, cfg = copies
-    data, _ = inventory(cfg)
+    data, _stderr = inventory(cfg)
     hv = data["_meta"]["hostvars"]
     mine = sorted(h for h in hv if hv[h].get("virt_uuid") == dom_uuid)
     assert mine == ["%s_kvmlive" % name, "%s_kvmstandby" % name]
@@ -110,7 +110,7 @@ def test_a_domain_busy_in_a_job_does_not_block_the_bulk_read(tmp_path):
         cfg = tmp_path / "busy.libvirt.yml"
         cfg.write_text("plugin: virtops.unified.libvirt\nhypervisors:\n  - {name: kvmbusy, uri: '%s'}\n" % URI)
         begun = time.monotonic()
-        data, _ = inventory(cfg)
+        data, _stderr = inventory(cfg)
         took = time.monotonic() - begun
         hv = data["_meta"]["hostvars"]
         assert hv[name]["virt_power_state"] == "running" and hv[name]["virt_host"] == "kvmbusy"

@@ -99,7 +99,7 @@ def test_two_concurrent_restarts_give_one_power_cycle_and_the_second_names_the_h
         assert second.returncode != 0
         assert "another runbook holds %s: restart_vm by" % name in second.stdout
         assert "pid %d on" % first.pid in second.stdout  # the holder is the first run's play process
-        out, _ = first.communicate(timeout=120)
+        out, _err = first.communicate(timeout=120)
     finally:
         if first.poll() is None:
             first.kill()

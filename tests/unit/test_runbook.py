@@ -66,7 +66,7 @@ def test_ids_that_differ_only_in_punctuation_have_their_own_locks(tmp_path):
 def test_the_lock_belongs_to_the_given_holder_and_excludes_while_it_runs(tmp_path):
     locks = str(tmp_path / "locks")
     me = runbook.holder()  # this test process: alive
-    _token, path, _ = runbook.acquire_lock(locks, UUID, {"runbook": "restart_vm", "who": "ann"}, who=me)
+    _token, path, _taken = runbook.acquire_lock(locks, UUID, {"runbook": "restart_vm", "who": "ann"}, who=me)
     held = json.loads(open(path).read())
     assert held["pid"] == os.getpid() and held["pid_start"] == me["pid_start"] and held["boot_id"]
     with pytest.raises(model.StateConflict, match="pid %d" % os.getpid()):
@@ -114,12 +114,12 @@ def test_only_one_of_many_racing_takers_gets_a_stale_lock(tmp_path):
     runbook.acquire_lock(locks, UUID, {"runbook": "r", "who": "dead"}, who=dict(runbook.holder(), pid_start=1))
     ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_take, args=(locks, results)) for _ in range(6)]
+    procs = [ctx.Process(target=_take, args=(locks, results)) for _i in range(6)]
     for proc in procs:
         proc.start()
     for proc in procs:
         proc.join(30)
-    got = [results.get(timeout=5) for _ in procs]
+    got = [results.get(timeout=5) for _proc in procs]
     assert got.count("taken") == 1 and got.count("refused") == 5, got
 
 
@@ -134,7 +134,7 @@ def _take(locks, results):
 
 def test_release_only_by_the_holder_and_under_the_guard(tmp_path):
     locks = str(tmp_path / "locks")
-    token, path, _ = runbook.acquire_lock(locks, UUID, {"runbook": "r", "who": "ann"})
+    token, path, _taken = runbook.acquire_lock(locks, UUID, {"runbook": "r", "who": "ann"})
     assert runbook.release_lock(locks, UUID, "forged") is False and os.path.exists(path)
     assert runbook.release_lock(locks, UUID, token) is True and not os.path.exists(path)
     assert runbook.release_lock(locks, UUID, token) is False  # twice: nothing to do
