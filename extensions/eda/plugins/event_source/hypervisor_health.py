@@ -56,6 +56,16 @@ types: host_connection_lost, host_connection_back, vm_power_changed,
 vm_heartbeat_lost, vm_hung, vm_down, vm_reset_limit_reached,
 endpoint_unreachable, endpoint_back.
 
+Platform text: virt_name, inventory_name, meta.hosts, virt_cluster, vms,
+reason, error and previous_error hold what the platform says (a VM name is
+whatever its owner typed, template syntax included); virt_host and
+virt_uuid come from the platform too. Never put them into a string that
+ansible-core templates (extra_vars of run_playbook / run_job_template): the
+shipped rulebooks pass virt_uuid and virt_host only once the rule's
+condition has checked them to be plain identifiers. type, cause,
+virt_power_state, virt_power_state_raw, virt_heartbeat and
+virt_connection_state are words of the drivers' own fixed vocabulary.
+
 vm_down: a VM that was running is still not running one poll later, no
 virtops runbook or module did it (no lock held, nothing in the audit log since
 it was last seen running), and no one shut it down on purpose as far as the
@@ -86,6 +96,7 @@ import asyncio
 import datetime
 import logging
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -104,6 +115,7 @@ LOST_STATES = ("disconnected", "not_responding", "unreachable")
 UP_STATES = ("connected", "maintenance")
 # libvirt shutoff reasons that are not a fault: someone meant it
 PLANNED_CAUSES = ("shutdown", "saved", "migrated", "from_snapshot")
+_WORD = re.compile(r"[a-z_]{1,32}")
 
 
 def _import_collection():
@@ -312,7 +324,7 @@ class Endpoint:
                 # not a VM a runbook is working on: libvirt runs one agent command per domain
                 # at a time, so our pings would queue the runbook's (its heartbeat stays unknown)
                 pinged = [vm for vm in inv.vms if vm.power_state == model.RUNNING and in_scope(vm, vm.name, self.scope)
-                          and not os.path.exists(runbook.lock_path(locks, vm.uuid))]
+                          and not runbook.live_lock(locks, vm.uuid)]
                 if pinged:  # in parallel: a silent agent takes 5 s to give up
                     with ThreadPoolExecutor(max_workers=min(16, len(pinged))) as pool:
                         beats = list(pool.map(lambda vm: self.driver.heartbeat(vm.handle), pinged))
@@ -558,6 +570,8 @@ class Monitor:
         st.down_done = True
         cause = vm.power_state_raw.split(":", 1)[1] if ":" in vm.power_state_raw else (
             "crashed" if vm.power_state == "crashed" else "unknown")
+        if not _WORD.fullmatch(cause):  # a fixed word, never platform text (rulebooks quote it)
+            cause = "unknown"
         by_virtops = self._virtops_acted(vm.uuid, st.running_at_wall)
         if cause in PLANNED_CAUSES or by_virtops:
             LOG.info("%s is %s: %s, not a fault", vm.name, vm.power_state_raw,
@@ -572,10 +586,11 @@ class Monitor:
         """Why virtops is behind this VM's power change, or None: a runbook holds
         its lock, or the audit log has an action on it since it last ran."""
         from ansible_collections.virtops.unified.plugins.module_utils import runbook
-        lock = runbook.lock_path(runbook.lock_dir_path(self.cfg["lock_dir"]), vm_uuid)
-        if os.path.exists(lock):
-            return "a runbook holds its lock %s" % lock
-        # audit lines are written when an action ends, stamped to the second
+        # an interrupted run's lock is stale (its play process is gone): it explains nothing
+        held = runbook.live_lock(runbook.lock_dir_path(self.cfg["lock_dir"]), vm_uuid)
+        if held:
+            return "a runbook holds its lock: %s" % runbook.describe_holder(held)
+        # intent lines are written before an action, outcome lines after, stamped to the second
         window = time.time() - since_wall + 1
         done = runbook.recent_actions(runbook.audit_log_path(self.cfg["audit_log"]), vm_uuid, None, window)
         if done:
