@@ -28,5 +28,7 @@ class ActionModule(VirtActionBase):
 
     def work(self, params, task_vars, intent=None):
         # the lock belongs to the play's process, not to this task's short-lived worker
-        return interface.run_guard(params, self.who(task_vars), check_mode=self._task.check_mode,
-                                   holder=runbook.play_holder())
+        who = "%s via %s" % (self.who(task_vars), self.via(task_vars))
+        if self.claimed_user(task_vars):
+            who += " (claims %s)" % self.claimed_user(task_vars)
+        return interface.run_guard(params, who, check_mode=self._task.check_mode, holder=runbook.play_holder())

@@ -13,6 +13,7 @@ connection to the VM is ever opened.
 from __future__ import annotations
 
 import getpass
+import os
 import time
 import uuid as uuidlib
 
@@ -91,9 +92,15 @@ class VirtActionBase(ActionBase):
 
     @staticmethod
     def via(task_vars):
-        job = task_vars.get("awx_job_id") or task_vars.get("tower_job_id")
+        """How the run was started. AWX's job id is read from the job's environment
+        (JOB_ID, which AWX's RunJob.build_env sets and a launcher cannot), never
+        from awx_job_id, an extra var that a launch with prompted variables can override."""
+        job = os.environ.get("JOB_ID")
         if job:
             return "awx job %s" % job
+        claimed = task_vars.get("awx_job_id") or task_vars.get("tower_job_id")
+        if claimed:
+            return "cli (claims awx job %s)" % claimed
         eda = task_vars.get("ansible_eda") or {}
         if isinstance(eda, dict) and eda.get("rule"):
             return "eda %s/%s" % (eda.get("ruleset"), eda.get("rule"))
@@ -105,8 +112,16 @@ class VirtActionBase(ActionBase):
 
     @staticmethod
     def who(task_vars):
-        """The person behind the run: the AWX user if AWX launched it."""
-        return task_vars.get("awx_user_name") or task_vars.get("tower_user_name") or getpass.getuser()
+        """Who runs this, as a fact: the controller's OS user (under AWX, the
+        execution environment's). The person AWX says launched a job is in AWX's
+        own record of that job (see via()); its awx_user_name extra var is only
+        what the job's variables claim, since AWX lays the launcher's extra vars
+        over its own, so it is recorded apart as `claimed_user`."""
+        return getpass.getuser()
+
+    @staticmethod
+    def claimed_user(task_vars):
+        return str(task_vars.get("awx_user_name") or task_vars.get("tower_user_name") or "") or None
 
 
 class AuditTrail:
@@ -132,7 +147,7 @@ class AuditTrail:
 
     def _base(self):
         params, task_vars, action = self.params, self.task_vars, self.action
-        return {
+        record = {
             "time": runbook.now_iso(),
             "id": self.id,
             "who": action.who(task_vars),
@@ -141,6 +156,12 @@ class AuditTrail:
             "state": params.get("state") or action.AUDIT_STATE,
             "reason": params.get("reason") or "",
         }
+        if os.environ.get("JOB_ID"):
+            record["awx_job_id"] = os.environ["JOB_ID"]
+        claimed = action.claimed_user(task_vars)
+        if claimed:
+            record["claimed_user"] = claimed
+        return record
 
     def intent(self, vm, steps):
         """Called by the work once the machine and the plan are known."""

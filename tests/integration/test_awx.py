@@ -30,6 +30,7 @@ playbooks/. Each runbook's end state is checked independently of the job's outpu
 """
 
 import copy
+import getpass
 import json
 import os
 import re
@@ -515,7 +516,9 @@ class AwxJob:
         _copy_project(self.pdd / "project")
         if inventory:
             (self.pdd / "inventory" / inventory_file).write_text(inventory)
-        self.extravars = dict(launch_vars(template, answers), **awx_meta_vars(self.id, template)) if template else {}
+        # RunJob.build_extra_vars_file: AWX's meta vars first, the launch's extra vars laid over them,
+        # so a prompted launch can set awx_user_name: the audit records it as claimed only
+        self.extravars = dict(awx_meta_vars(self.id, template), **launch_vars(template, answers)) if template else {}
         self.envvars = {
             # AWX's job environment (RunJob.build_env): ANSIBLE_COLLECTIONS_PATH as AWX computes it from the
             # project's ansible.cfg, with the image's collections (here: installed from the EE context)
@@ -614,7 +617,9 @@ def _records(doc):
 
 def _check_restart_vm(job, answers, lab):
     (record,) = job.audit()  # one power action, by the AWX user, through this job
-    assert record["who"] == AWX_USER and record["via"] == "awx job %d" % job.id
+    # facts from the job's environment (JOB_ID) and the OS; the AWX user only as its variables claim it
+    assert record["via"] == "awx job %d" % job.id and record["awx_job_id"] == str(job.id)
+    assert record["who"] == getpass.getuser() and record["claimed_user"] == AWX_USER
     assert record["reason"] == answers["reason"]
     assert record["target"]["uuid"] == lab["uuids"]["kvm01"]["db01"]  # virsh's uuid of db01
     assert record["target"]["host"] == "kvm01" and record["target"]["inventory_name"] == "db01"
@@ -655,7 +660,9 @@ def _check_evacuate_host(job, answers, lab):
 def _check_recover_host_failure(job, answers, lab):
     # kvm01 "failed": only app02 has a standby definition (same uuid) on a live host, kvm02
     (record,) = job.audit()
-    assert record["who"] == AWX_USER and record["via"] == "awx job %d" % job.id
+    # facts from the job's environment (JOB_ID) and the OS; the AWX user only as its variables claim it
+    assert record["via"] == "awx job %d" % job.id and record["awx_job_id"] == str(job.id)
+    assert record["who"] == getpass.getuser() and record["claimed_user"] == AWX_USER
     assert record["reason"] == answers["reason"]
     assert record["target"]["uuid"] == lab["uuids"]["kvm02"]["app02"] == lab["uuids"]["kvm01"]["app02"]
     assert record["host_after"] == "kvm02" and record["after"] == "running" and record["result"] == "ok"
