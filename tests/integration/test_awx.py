@@ -152,20 +152,27 @@ def _answer_errors(item, value):
 
 
 def launch_vars(template, answers):
-    """Extra vars of a job launched with these survey answers, or AWX's refusal (ValueError)."""
-    extra = dict(template.get("job_template", {}).get("extra_vars") or {})
+    """Extra vars of a job launched with these survey answers, or AWX's refusal (ValueError).
+
+    As AWX (models/mixins.py): SurveyJobTemplateMixin._accept_or_ignore_variables checks the
+    launch's own data first, so a required question must be answered even when it has a
+    default; only then does _update_unified_job_kwargs lay the template's extra_vars, the
+    valid defaults and the answers over each other, in that order."""
     errors = []
     for item in template["survey_spec"]["spec"]:
         var = item["variable"]
         if var in answers:
             errors += _answer_errors(item, answers[var])
-            extra[var] = answers[var]
-        elif item.get("default") is not None and not _answer_errors(item, item["default"]):
-            extra[var] = item["default"]  # AWX fills unanswered questions with their default
         elif item["required"]:
             errors.append("'%s' value missing" % var)
     if errors:
         raise ValueError("; ".join(errors))
+    extra = dict(template.get("job_template", {}).get("extra_vars") or {})
+    for item in template["survey_spec"]["spec"]:
+        if item.get("default") is not None and not _answer_errors(item, item["default"]):
+            extra[item["variable"]] = item["default"]
+    extra.update({item["variable"]: answers[item["variable"]] for item in template["survey_spec"]["spec"]
+                  if item["variable"] in answers})
     return extra
 
 
@@ -419,11 +426,14 @@ def test_survey_is_valid_for_awx(template):
         text = Path(ROOT, template["playbook"]).read_text()
         unused = [v for v in variables if not re.search(r"\b%s\b" % re.escape(v), text) and v not in _role_options()]
         assert not unused, "survey variables the runbook never reads: %s" % unused
-    # AWX refuses a launch without the required answers, and fills in the defaults
-    required = [q["variable"] for q in template["survey_spec"]["spec"] if q["required"] and "default" not in q]
+    # AWX refuses a launch without the required answers (a default does not stand in for one),
+    # and fills in the defaults of the others
+    required = [q["variable"] for q in template["survey_spec"]["spec"] if q["required"]]
     if required:
         with pytest.raises(ValueError, match="'%s' value missing" % required[0]):
             launch_vars(template, {})
+    # so a question with a default is not required: an API launch (EDA, awx.awx) may leave it out
+    assert not [q["variable"] for q in template["survey_spec"]["spec"] if q["required"] and "default" in q]
 
 
 @pytest.mark.parametrize("ctype", CREDENTIAL_TYPES, ids=[t["name"] for t in CREDENTIAL_TYPES])
@@ -764,6 +774,13 @@ def test_survey_answers_awx_would_refuse_never_reach_a_job():
         launch_vars(template, {"target": "db01", "reason": "INC-1", "restart_vm_shutdown_timeout": "60"})
     assert launch_vars(template, {"target": "db01", "reason": "INC-1"}) == {
         "target": "db01", "reason": "INC-1", "restart_vm_shutdown_timeout": 120, "restart_vm_force": "true"}
+    # a required question is refused unanswered even when it has a default (AWX fills defaults later)
+    strict = copy.deepcopy(template)
+    for item in strict["survey_spec"]["spec"]:
+        if item["variable"] == "restart_vm_shutdown_timeout":
+            item["required"] = True
+    with pytest.raises(ValueError, match="'restart_vm_shutdown_timeout' value missing"):
+        launch_vars(strict, {"target": "db01", "reason": "INC-1"})
 
 
 # --- credentials: what AWX injects reaches the plugins ------------------------------------
@@ -841,9 +858,10 @@ def test_machine_credential_key_reaches_libvirt_ssh_through_the_agent(ee_collect
 class AwxApi:
     """AWX's REST API (api/v2) as ansible-rulebook's run_job_template uses it: config,
     unified_job_templates by name, job_templates/<id>/launch/ and jobs/?id__in=. A launch
-    is checked as AWX checks it (survey answers; fields that are not prompted on launch
-    are ignored, extra vars outside the survey refused) and runs the template as an
-    AwxJob, the way AWX's dispatcher hands it to ansible-runner."""
+    is checked as AWX checks it (survey answers, required ones answered even if they have a
+    default; fields that are not prompted on launch, and extra vars outside the survey of a
+    template that does not prompt for variables, are dropped and listed in ignored_fields)
+    and runs the template as an AwxJob, the way AWX's dispatcher hands it to ansible-runner."""
 
     TOKEN = "eda-test-token-5d1c"
     ORGANIZATION = "Default"
@@ -940,13 +958,15 @@ class AwxApi:
         ignored = {k: v for k, v in body.items() if k not in prompted}
         survey = {q["variable"] for q in template["survey_spec"]["spec"]}
         outside = sorted(set(answers) - survey)
+        if outside and not jt.get("ask_variables_on_launch"):
+            # AWX's _accept_or_ignore_variables rejects them, and a manual launch through the API
+            # (JobLaunchSerializer with _exclude_errors=('prompts',)) does not fail on that: the job
+            # runs without them and the answer lists them in ignored_fields
+            ignored["extra_vars"] = {k: answers[k] for k in outside}
+            answers = {k: v for k, v in answers.items() if k in survey}
+            outside = []
         record = {"template": template["name"], "body": body, "ignored_fields": ignored}
         self.launches.append(record)
-        if outside and not jt.get("ask_variables_on_launch"):
-            record["status"] = 400
-            return self.reply(request, 400, {"variables_needed_to_start": [
-                "Variables %s are not allowed on launch. Check the Prompt on Launch setting on the Job "
-                "Template to include the Extra Variables." % ", ".join(outside)]})
         try:
             launch_vars(template, answers)
         except ValueError as exc:
@@ -980,6 +1000,32 @@ class AwxApi:
         return {"id": job_id, "type": "job", "url": "/api/v2/jobs/%d/" % job_id, "name": entry["template"],
                 "status": entry["status"], "failed": entry["status"] in ("failed", "error"),
                 "created": entry["created"], "artifacts": {}}
+
+
+def test_a_launch_with_extra_vars_outside_the_survey_runs_without_them(lab, ee_collections, tmp_path):
+    """AWX: on a template that does not prompt for variables, variables outside its survey
+    are dropped and listed in ignored_fields, and the job runs (they are not a 400); so a
+    launcher cannot set awx_user_name, and it never reaches the audit log."""
+    import urllib.request  # pylint: disable=import-outside-toplevel
+    with AwxApi(tmp_path / "awx", ee_collections, "lab.libvirt.yml", lab["inventory"], []) as api:
+        number = next(n for n, t in api.templates.items() if t["name"] == "virtops: restart a hung VM")
+        body = {"extra_vars": {"target": "db01", "reason": "INC-7", "awx_user_name": "mallory", "evil": "1"},
+                "limit": "web01"}
+        req = urllib.request.Request(api.url + "api/v2/job_templates/%d/launch/" % number, method="POST",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Authorization": "Bearer " + AwxApi.TOKEN,
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, answer = resp.status, json.load(resp)
+        entry = api.jobs[answer["job"]]
+        entry["thread"].join(300)
+    assert status == 201
+    assert answer["ignored_fields"] == {"extra_vars": {"awx_user_name": "mallory", "evil": "1"}, "limit": "web01"}
+    job = entry["job"]
+    assert "evil" not in job.extravars and job.extravars["awx_user_name"] == AWX_USER
+    assert entry["status"] == "successful", job.stdout()[-3000:]
+    (record,) = [r for r in job.audit() if r["target"]["name"] == "db01"]
+    assert record["claimed_user"] == AWX_USER and record["via"] == "awx job %d" % job.id
 
 
 def test_eda_rulebook_restarts_a_hung_vm_as_an_awx_job(vcsim, ee_collections, tmp_path):
