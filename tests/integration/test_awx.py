@@ -1053,7 +1053,15 @@ def test_eda_rulebook_restarts_a_hung_vm_as_an_awx_job(vcsim, ee_collections, tm
             sim.vm_do(hung["name"], "heartbeat", status="red")
             rb.wait_for(lambda: [e for e in api.jobs.values() if e["status"] in ("successful", "failed", "error")],
                         240, "a finished AWX job")
-            time.sleep(5)  # the heartbeat stays red: no second job (once per episode, throttle)
+            # the same VM hangs again at once: the source sends vm_hung again (a new episode), and
+            # the rule's throttle (once within 2 minutes per VM) must hold it back. The source's own
+            # word that it saw the repeat at a later poll is the sign that the rule had the event.
+            sim.vm_do(hung["name"], "heartbeat", status="red")
+            sent = "hypervisor_health: sent vm_hung for"
+            rb.wait_for(lambda: rb.count(sent) == 2, 60, "the second vm_hung")
+            held = "%s: heartbeat still lost; vm_hung already sent" % hung["name"]
+            rb.wait_for(lambda: held in rb.text()[rb.text().rindex(sent):], 60,
+                        "the source holding back the repeat, a poll after the second vm_hung")
     assert api.unauthorized == 0
     assert [launch["status"] for launch in api.launches] == [201], api.launches
     (entry,) = list(api.jobs.values())

@@ -67,7 +67,9 @@ def test_rulebook_brings_back_a_silent_guest_and_a_destroyed_domain_then_stops(g
         # 3. destroyed again: max_resets (2) used up -> the rulebook says so and does nothing
         virsh(URI, "destroy", victim)
         rb.wait_for(lambda: rb.count("VIRTOPS vm_reset_limit_reached"), 60, "the max_resets message")
-        time.sleep(5)
+        # the source's own word that it saw the domain still down at a later poll and held back
+        rb.wait_for(lambda: rb.count("%s: still shutoff:destroyed; already reported in this episode" % victim), 30,
+                    "the source holding back the repeat")
         assert domstate(victim) == "shut off"
 
     done = audit_actions(rb.audit, victim_uuid)

@@ -185,3 +185,21 @@ def test_vm_down_on_vsphere_says_the_cause_is_unknown(tmp_path):
 def test_bad_limits_fail_at_start(args, words):
     with pytest.raises(ValueError, match=words):
         hh.parse_args(dict({"platform": "libvirt", "uri": "test:///default"}, **args))
+
+
+def test_a_held_back_repeat_is_logged_once_per_episode(tmp_path, caplog):
+    """The positive sign the tests wait for instead of sleeping: the source says, once, that
+    it saw the repeat and did not send it again."""
+    caplog.set_level("INFO", logger="virtops.hypervisor_health")
+    script = Script(tmp_path, min_uptime=0)
+    script.poll()
+    script.set(heartbeat="lost")
+    assert ("vm_hung", "db01") in script.polls(12)
+    script.polls(5)
+    held = [r.getMessage() for r in caplog.records if "vm_hung already sent in this episode" in r.getMessage()]
+    assert held == ["hypervisor_health: db01: heartbeat still lost; vm_hung already sent in this episode, not again"]
+    script.set(power="stopped", raw="shutoff:destroyed")
+    script.polls(4)
+    script.polls(4)
+    held = [r.getMessage() for r in caplog.records if "already reported in this episode" in r.getMessage()]
+    assert held == ["hypervisor_health: db01: still shutoff:destroyed; already reported in this episode, not again"]

@@ -347,7 +347,7 @@ def boot_id(vm):
 
 class VmState:
     __slots__ = ("name", "host", "power", "heartbeat", "lost_since", "powered_on_at", "hung_at",
-                 "running_at_wall", "down_since", "down_done", "boot")
+                 "running_at_wall", "down_since", "down_done", "boot", "hung_noted", "down_noted")
 
     def __init__(self, vm, now, first):
         self.name = vm.name
@@ -358,6 +358,7 @@ class VmState:
         # a VM running at the first poll was not seen powering on: no grace
         self.powered_on_at = None if first or vm.power_state != "running" else now
         self.hung_at = None
+        self.hung_noted = self.down_noted = False  # a held-back repeat was logged (once per episode)
         self.running_at_wall = time.time() if vm.power_state == "running" else None
         self.down_since = None  # when it was first seen down after running
         self.down_done = False  # this down episode was reported (or found planned)
@@ -540,8 +541,14 @@ class Monitor:
             lost_for = now - st.lost_since
             up_for = None if st.powered_on_at is None else now - st.powered_on_at
             due = st.hung_at is None or (cfg["repeat_after"] > 0 and now - st.hung_at >= cfg["repeat_after"])
+            if not due and not st.hung_noted:
+                # said once per episode: the positive sign that a repeat was seen and held back
+                st.hung_noted = True
+                LOG.info("hypervisor_health: %s: heartbeat still lost; vm_hung already sent in this episode, "
+                         "not again", vm.name)
             if due and lost_for >= cfg["failure_interval"] and (up_for is None or up_for >= cfg["min_uptime"]):
                 st.hung_at = now
+                st.hung_noted = False
                 events.append(self._act(
                     "vm_hung", ep, vm, now,
                     "guest heartbeat lost for %ds (failure_interval %ds) on %s; detected by "
@@ -558,8 +565,12 @@ class Monitor:
     def _down(self, ep, vm, st, now):
         """vm_down: running before, down at two polls in a row, and not virtops' doing."""
         if vm.power_state == "running":
-            st.running_at_wall, st.down_since, st.down_done = time.time(), None, False
+            st.running_at_wall, st.down_since, st.down_done, st.down_noted = time.time(), None, False, False
             return []
+        if st.down_done and not st.down_noted and vm.power_state in ("stopped", "crashed"):
+            st.down_noted = True  # once: the positive sign that the repeat was seen and held back
+            LOG.info("hypervisor_health: %s: still %s; already reported in this episode, not again",
+                     vm.name, vm.power_state_raw)
         if st.running_at_wall is None or vm.power_state not in ("stopped", "crashed") or st.down_done:
             return []
         if st.down_since is None:
@@ -633,6 +644,8 @@ async def main(queue: asyncio.Queue, args: dict):
                 LOG.exception("hypervisor_health: poll failed; retrying next interval")
                 events = []
             for event in events:
+                # a line per event: what the source sent, for the person (and the tests) reading the log
+                LOG.info("hypervisor_health: sent %s for %s", event["virtops"]["type"], event["meta"]["hosts"])
                 await queue.put(event)
             await asyncio.sleep(max(0.0, cfg["interval"] - (time.monotonic() - started)))
     finally:
