@@ -334,7 +334,10 @@ def test_rulebooks_restart_hostile_named_vms_once_through_a_playbook_and_an_awx_
         # the same fault again on the EDA VM: max_resets (1) reached, the rulebook prints the name, acts no more
         sim.vm_do(eda["instanceUuid"], "heartbeat", status="red")
         rb.wait_for(lambda: rb.count("VIRTOPS vm_reset_limit_reached"), 60, "the max_resets message")
-        time.sleep(3)
+        # the source's own word, a poll later, that it saw the fault go on and sent nothing more
+        limit_at = rb.text().index("VIRTOPS vm_reset_limit_reached")
+        rb.wait_for(lambda: "heartbeat still lost; vm_hung already sent" in rb.text()[limit_at:], 30,
+                    "the source holding back the repeat")
     elapsed = time.monotonic() - began
     world.outputs += [("restart_hung_vm.yml", rb.output), ("restart_hung_vm_awx.yml", rb_awx.output)]
 
@@ -404,9 +407,8 @@ def test_rules_act_only_on_identifiers(world, tmp_path):
     rulebook[0]["sources"] = [{"name": "crafted", "crafted_events": {"path": str(tmp_path / "events.json")}}]
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rulebook, allow_unicode=True))
     with Rulebook(tmp_path, str(tmp_path / "rules.yml"), world.inv, {}, extra_args=["-S", str(sources)]) as rb:
-        rb.wait_for(lambda: rb.count("not acted on") >= len(events) - 1 and rb.count("PLAY RECAP"), 120,
-                    "every crafted event handled")
-        time.sleep(2)
+        rb.wait_for(lambda: rb.count("not acted on") >= len(events) - 1 and rb.count("PLAY RECAP")
+                    and rb.count("run_playbook - ERROR"), 120, "every crafted event handled")
     world.outputs.append(("crafted events", rb.output))
     assert rb.output.count("not acted on") == len(events) - 1, rb.output[-4000:]
     # the one proper event ran the runbook once (a failed run's output is logged again with the error)
