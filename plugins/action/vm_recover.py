@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.virtops.unified.plugins.module_utils import interface
+from ansible_collections.virtops.unified.plugins.module_utils import interface, registry
 from ansible_collections.virtops.unified.plugins.plugin_utils.action import VirtActionBase
 
 
@@ -16,11 +16,12 @@ class ActionModule(VirtActionBase):
 
     def fill_from_host(self, args, task_vars):
         args = super().fill_from_host(args, task_vars)
-        # libvirt: one URI per hypervisor, so talk to the destination's endpoint
+        # one endpoint per host (libvirt): the VM is started through the destination's endpoint
         dest = (task_vars.get("hostvars") or {}).get(args.get("destination_host")) or {}
         endpoint = self._templar.template(dest.get("virt_endpoint") or {})
-        if args.get("platform") == "libvirt" and endpoint.get("uri"):
-            args["uri"], args["hypervisor_name"] = endpoint["uri"], endpoint.get("hypervisor_name")
+        platform = registry.platforms().get(args.get("platform"))
+        if platform is not None and platform.scope == registry.HOST and endpoint:
+            args.update({key: endpoint[key] for key in platform.endpoint_keys() if key in endpoint})
         if "failed_host" not in args and task_vars.get("virt_host"):
             args["failed_host"] = self._templar.template(task_vars["virt_host"])
         return args

@@ -51,11 +51,7 @@ _value:
   elements: dict
 """
 
-from ansible_collections.virtops.unified.plugins.module_utils import placement
-
-# platforms whose driver implements migrate()
-MIGRATABLE = ("vmware",)
-
+from ansible_collections.virtops.unified.plugins.module_utils import placement, registry
 
 def evacuation_plan(host, hostvars, vms, hypervisors):
     source = hostvars[host]
@@ -65,7 +61,7 @@ def evacuation_plan(host, hostvars, vms, hypervisors):
         hv = hostvars[vm]
         entry = {"inventory_name": vm, "name": hv.get("virt_name"), "uuid": hv.get("virt_uuid"),
                  "power_state": hv.get("virt_power_state"), "destination": None, "note": ""}
-        if hv.get("virt_platform") not in MIGRATABLE:
+        if not placement.capable(hv, registry.MIGRATE):
             entry["note"] = "%s: live migration is not supported by virtops yet" % hv.get("virt_platform")
         else:
             target = load.take()

@@ -55,7 +55,7 @@ _value:
   elements: dict
 """
 
-from ansible_collections.virtops.unified.plugins.module_utils import placement
+from ansible_collections.virtops.unified.plugins.module_utils import placement, registry
 
 
 def recovery_plan(failed, hostvars, vms, hypervisors):
@@ -69,8 +69,11 @@ def recovery_plan(failed, hostvars, vms, hypervisors):
                  "priority": hv.get("virt_restart_priority") or "medium",
                  "power_state": hv.get("virt_power_state"), "destination": None, "note": ""}
         live = placement.peers(hv["virt_host"], hostvars, hypervisors, exclude=failed)
-        if hv.get("virt_platform") == "libvirt":
-            # standby definitions: the same domain listed on a live hypervisor
+        style = placement.recovery_style(hv)
+        if style is None:
+            entry["note"] = "%s: recovery is not supported by virtops yet" % hv.get("virt_platform")
+        elif style == registry.START_STANDBY:
+            # standby definitions: the same VM listed on a live host
             copies = [v for v in vms if v != vm and hostvars[v].get("virt_uuid") == hv.get("virt_uuid")
                       and hostvars[v].get("virt_host") not in failed]
             running = [hostvars[c]["virt_host"] for c in copies if hostvars[c].get("virt_power_state") == "running"]

@@ -33,6 +33,11 @@ class Driver:
     poll_interval = 0.5
     max_poll_interval = 2.0
 
+    @classmethod
+    def open(cls, options, connect_timeout=30):
+        """Connect with the platform's resolved connection options (registry.Platform.resolve)."""
+        return cls(connect_timeout=connect_timeout, **options)
+
     def close(self):
         """Release the connection."""
 

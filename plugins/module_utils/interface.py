@@ -14,28 +14,31 @@ import time
 import traceback
 
 from ansible.module_utils.common.parameters import env_fallback
-from ansible_collections.virtops.unified.plugins.module_utils import model, power, runbook
+from ansible_collections.virtops.unified.plugins.module_utils import model, power, registry, runbook
 from ansible_collections.virtops.unified.plugins.module_utils.driver import START
-from ansible_collections.virtops.unified.plugins.module_utils.libvirt_driver import LibvirtDriver
-from ansible_collections.virtops.unified.plugins.module_utils.vmware_driver import VmwareDriver
 
-PLATFORMS = ("libvirt", "vmware")
 
-# Connection options, by platform. Paired with doc_fragments/connection.py.
-CONNECTION_SPEC = {
-    "platform": {"type": "str", "required": True, "choices": list(PLATFORMS)},
-    "connect_timeout": {"type": "int", "default": 30},
-    # libvirt
-    "uri": {"type": "str", "fallback": (env_fallback, ["LIBVIRT_DEFAULT_URI"])},
-    "hypervisor_name": {"type": "str"},
-    # vmware
-    "hostname": {"type": "str", "fallback": (env_fallback, ["VMWARE_HOST"])},
-    "username": {"type": "str", "aliases": ["user"], "fallback": (env_fallback, ["VMWARE_USER"])},
-    "password": {"type": "str", "aliases": ["pass", "pwd"], "no_log": True,
-                 "fallback": (env_fallback, ["VMWARE_PASSWORD"])},
-    "port": {"type": "int", "default": 443, "fallback": (env_fallback, ["VMWARE_PORT"])},
-    "validate_certs": {"type": "bool", "default": True, "fallback": (env_fallback, ["VMWARE_VALIDATE_CERTS"])},
-}
+def _connection_spec():
+    """platform, connect_timeout, and every platform's connection options, each once.
+
+    No defaults or environment fallbacks here: they differ per platform (a port,
+    a host variable), so registry.Platform.resolve() applies them once the
+    platform is known. The docs are generated from the same declarations."""
+    spec = {
+        "platform": {"type": "str", "choices": list(registry.platforms())},
+        "connect_timeout": {"type": "int", "default": 30},
+    }
+    for name, declared in registry.option_names().items():
+        spec[name] = {"type": declared[0][1].type}
+        aliases = sorted({a for _platform, o in declared for a in o.aliases})
+        if aliases:
+            spec[name]["aliases"] = aliases
+        if any(o.secret for _platform, o in declared):
+            spec[name]["no_log"] = True
+    return spec
+
+
+CONNECTION_SPEC = _connection_spec()
 
 TARGET_SPEC = {
     "name": {"type": "str"},
@@ -105,24 +108,12 @@ MAINTENANCE_SPEC = dict(
 INFO_SPEC = dict(CONNECTION_SPEC, **TARGET_SPEC, heartbeat={"type": "bool", "default": True})
 INFO_RULES = {"mutually_exclusive": [("name", "uuid")]}
 
-# Task arguments the action plugins fill from the targeted host's virt_endpoint.
-ENDPOINT_KEYS = ("uri", "hypervisor_name", "hostname", "port", "validate_certs")
-
-
 def connect(params):
-    """Open the driver named by params['platform'] with its connection options."""
-    platform = params["platform"]
-    timeout = params.get("connect_timeout", 30)
-    if platform == "libvirt":
-        if not params.get("uri"):
-            raise model.VirtError("libvirt needs a uri (or LIBVIRT_DEFAULT_URI)")
-        return LibvirtDriver(uri=params["uri"], hypervisor_name=params.get("hypervisor_name"),
-                             connect_timeout=timeout)
-    if platform == "vmware":
-        return VmwareDriver(hostname=params.get("hostname"), username=params.get("username"),
-                            password=params.get("password"), port=params.get("port", 443),
-                            validate_certs=params.get("validate_certs", True), connect_timeout=timeout)
-    raise model.Unsupported("platform %r is not supported" % platform)
+    """Open the driver of params['platform'] with its connection options."""
+    if not params.get("platform"):
+        raise model.VirtError("no platform: run the task against a host of a virtops inventory, or set platform",
+                              hint="One of: %s" % ", ".join(registry.platforms()))
+    return registry.get(params["platform"]).open(params, connect_timeout=params.get("connect_timeout", 30))
 
 
 def run_power(params, check_mode=False, progress=None, intent=None):
@@ -134,7 +125,7 @@ def run_migrate(params, check_mode=False, progress=None, intent=None):
     """Move a running VM to another host of the same endpoint (vMotion)."""
     begun = time.monotonic()
     with connect(params) as drv:
-        if "migrate" not in drv.capabilities:
+        if registry.MIGRATE not in drv.capabilities:
             raise model.Unsupported("%s: live migration is not supported by virtops yet" % drv.platform)
         vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
         target = params["destination_host"]
@@ -207,10 +198,11 @@ def run_guard(params, who, check_mode=False, holder=None):
 def run_recover(params, check_mode=False, progress=None, intent=None):
     """Start a VM of a failed host on `destination_host`.
 
-    libvirt: params name the destination hypervisor's endpoint; the domain must
-    be defined there (shared storage) and is started. vSphere: the VM is
-    registered on the destination host and powered on. A VM already running
-    on a live host is left alone.
+    By the platform's recovery style: START_STANDBY (one host per endpoint) - params
+    name the destination's endpoint, where the same VM is defined (shared storage),
+    and it is started there; REREGISTER (a manager) - the VM's files are registered
+    on the destination host and it is powered on. A VM already running on a live
+    host is left alone.
     """
     begun = time.monotonic()
     dest = params["destination_host"]
@@ -227,12 +219,15 @@ def run_recover(params, check_mode=False, progress=None, intent=None):
             if params.get("wait_for_heartbeat"):
                 steps.append(power.Step("heartbeat", model.HB_OK, params["wait_timeout"]))
             found = vm
+            style = registry.get(drv.platform).recovery
             try:
-                if drv.platform != "vmware" and vm.host != dest:
+                if style is None:
+                    raise model.Unsupported("%s: recovery of a failed host's VMs is not supported" % drv.platform)
+                if style == registry.START_STANDBY and vm.host != dest:
                     raise model.StateConflict("%s: connected to %s, not to the destination %s" % (vm.name, vm.host, dest))
                 if intent:
                     intent(vm, [{"action": "recover", "destination": dest}] + steps)
-                if drv.platform == "vmware":
+                if style == registry.REREGISTER:
                     if progress:
                         progress("%s: registering on %s" % (vm.name, dest))
                     vm = drv.recover(vm, dest, timeout=params["wait_timeout"])
@@ -250,7 +245,7 @@ def run_maintenance(params, check_mode=False, progress=None):
     begun = time.monotonic()
     on = params["state"] == "present"
     with connect(params) as drv:
-        if not hasattr(drv, "set_maintenance"):
+        if registry.MAINTENANCE not in drv.capabilities:
             raise model.Unsupported("%s: maintenance mode is not a %s notion" % (params["name"], drv.platform),
                                     hint="Stop or move the VMs and take the host out of service by hand")
         host = model.pick_one(drv.list_inventory().hosts, name=params["name"], where=drv.where(), what="host")

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from urllib.parse import quote
 
 from ansible_collections.virtops.unified.plugins.module_utils import driver as base
-from ansible_collections.virtops.unified.plugins.module_utils import model
+from ansible_collections.virtops.unified.plugins.module_utils import model, registry
 
 try:
     import libvirt
@@ -84,7 +84,7 @@ class LibvirtDriver(base.Driver):
     """One libvirt connection (one hypervisor)."""
 
     platform = PLATFORM
-    capabilities = frozenset(base.ACTIONS) | {"heartbeat"}
+    capabilities = frozenset(base.ACTIONS) | {registry.HEARTBEAT}
 
     def __init__(self, uri=None, hypervisor_name=None, cluster=None, connect_timeout=30, readonly=False):
         require_libvirt()
@@ -315,3 +315,23 @@ class LibvirtDriver(base.Driver):
             self._call(dom.resume, doing=doing)
         else:
             raise model.Unsupported("libvirt: unknown action %r" % action)
+
+
+PLATFORM_SPEC = registry.register(registry.Platform(
+    name=PLATFORM,
+    title="KVM/QEMU, Xen and other libvirt hypervisors",
+    driver=LibvirtDriver,
+    scope=registry.HOST,
+    recovery=registry.START_STANDBY,
+    capabilities=LibvirtDriver.capabilities,
+    client={"pip": "libvirt-python>=9.0.0", "import": "libvirt"},
+    options=(
+        registry.Option("uri", "libvirt connection URI of the hypervisor, for example C(qemu:///system), "
+                        "C(qemu+ssh://root@kvm01/system), C(xen:///system) or C(test:///default). "
+                        "A password in the URI is never shown in output.",
+                        env=("LIBVIRT_DEFAULT_URI",), endpoint=True, required=True),
+        registry.Option("hypervisor_name", "Inventory name of the hypervisor behind O(uri), reported as the VM's "
+                        "host (and compared with the host a runbook expects); defaults to the hypervisor's own "
+                        "hostname.", endpoint=True),
+    ),
+))

@@ -4,23 +4,44 @@
 """Where VMs can go: the hosts that may take a VM from a given host, least loaded first.
 
 Shared by the evacuation and recovery plans (filters), which read the
-inventory's hostvars: plain dicts here, nothing platform-specific.
+inventory's hostvars: plain dicts here. What a platform can do comes from the
+registry, never from its name.
 """
 
 from __future__ import annotations
+
+from ansible_collections.virtops.unified.plugins.module_utils import registry
 
 PRIORITIES = {"high": 0, "medium": 1, "low": 2}
 
 
 def peers(source, hostvars, hypervisors, exclude=()):
-    """Connected hypervisors of the same platform, endpoint and cluster as `source`."""
+    """Connected hypervisors of the same platform and cluster as `source`, and, where one
+    endpoint manages many hosts (a vCenter), of the same endpoint: a VM moves within
+    its manager only."""
     src = hostvars[source]
-    src_endpoint = (src.get("virt_endpoint") or {}).get("hostname")
+    platform = registry.platforms().get(src.get("virt_platform"))
+    same_endpoint = platform is not None and platform.scope == registry.MANAGER
     return [h for h in hypervisors if h != source and h not in exclude
             and hostvars[h].get("virt_platform") == src.get("virt_platform")
             and hostvars[h].get("virt_connection_state") == "connected"
             and hostvars[h].get("virt_cluster") == src.get("virt_cluster")
-            and (hostvars[h].get("virt_endpoint") or {}).get("hostname") == src_endpoint]
+            and (not same_endpoint or _endpoint(hostvars[h]) == _endpoint(src))]
+
+
+def _endpoint(host_vars):
+    return dict(host_vars.get("virt_endpoint") or {})
+
+
+def capable(host_vars, capability):
+    """Whether the platform of this host (or VM) declares `capability`."""
+    platform = registry.platforms().get(host_vars.get("virt_platform"))
+    return platform is not None and capability in platform.capabilities
+
+
+def recovery_style(host_vars):
+    platform = registry.platforms().get(host_vars.get("virt_platform"))
+    return platform.recovery if platform is not None else None
 
 
 class Load:

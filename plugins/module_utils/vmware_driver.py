@@ -18,7 +18,7 @@ import threading
 import time
 
 from ansible_collections.virtops.unified.plugins.module_utils import driver as base
-from ansible_collections.virtops.unified.plugins.module_utils import model
+from ansible_collections.virtops.unified.plugins.module_utils import model, registry
 
 try:
     from pyVim.connect import Disconnect, SmartConnect
@@ -109,7 +109,7 @@ class VmwareDriver(base.Driver):
 
     platform = PLATFORM
     capabilities = frozenset({base.START, base.SHUTDOWN, base.POWEROFF, base.RESET, base.SUSPEND,
-                              "heartbeat", "migrate"})
+                              registry.HEARTBEAT, registry.MIGRATE, registry.MAINTENANCE})
 
     def __init__(self, hostname=None, username=None, password=None, port=443, validate_certs=True,
                  connect_timeout=30, include_templates=False):
@@ -420,3 +420,23 @@ class VmwareDriver(base.Driver):
         task = self._call(doing + " (register)", folder.RegisterVM_Task, path=config.files.vmPathName,
                           name=vm.name, asTemplate=False, pool=pool, host=target)
         return self._read_vm(self._wait_task(task, doing, timeout))
+
+
+PLATFORM_SPEC = registry.register(registry.Platform(
+    name=PLATFORM,
+    title="VMware vSphere (vCenter or ESXi)",
+    driver=VmwareDriver,
+    scope=registry.MANAGER,
+    recovery=registry.REREGISTER,
+    capabilities=VmwareDriver.capabilities,
+    client={"pip": "pyvmomi>=8.0", "import": "pyVmomi"},
+    options=(
+        registry.Option("hostname", "vCenter or ESXi host name.", env=("VMWARE_HOST",), endpoint=True, required=True),
+        registry.Option("username", "vSphere user name.", env=("VMWARE_USER",), aliases=("user",)),
+        registry.Option("password", "vSphere password.", env=("VMWARE_PASSWORD",), secret=True, aliases=("pass", "pwd")),
+        registry.Option("port", "vCenter or ESXi HTTPS port.", type="int", default=443, env=("VMWARE_PORT",),
+                        endpoint=True),
+        registry.Option("validate_certs", "Verify the vCenter certificate. Turn off only for labs.", type="bool",
+                        default=True, env=("VMWARE_VALIDATE_CERTS",), endpoint=True),
+    ),
+))

@@ -21,7 +21,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.virtops.unified.plugins.module_utils import interface, runbook
+from ansible_collections.virtops.unified.plugins.module_utils import interface, registry, runbook
 from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
 
 display = Display()
@@ -49,12 +49,20 @@ class VirtActionBase(ActionBase):
         if "platform" not in args:
             args["platform"] = host_vars["virt_platform"]
             # only borrow the endpoint when the platform is borrowed too
-            for key in interface.ENDPOINT_KEYS:
+            for key in self.endpoint_keys(args["platform"]):
                 if key in endpoint and key not in args:
                     args[key] = endpoint[key]
         if not args.get("name") and not args.get("uuid") and host_vars.get("virt_kind") == "vm":
             args["uuid"] = host_vars.get("virt_uuid")
         return args
+
+    @staticmethod
+    def endpoint_keys(platform):
+        """The options a platform keeps as non-secret endpoint data in virt_endpoint."""
+        try:
+            return registry.get(platform).endpoint_keys()
+        except VirtError:
+            return ()  # an unknown platform fails in the work, with the list of known ones
 
     def progress(self, message):
         """Shown while the task waits, so a person can follow long steps."""

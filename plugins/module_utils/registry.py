@@ -1,0 +1,175 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, virtops maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The platform registry: each platform declares itself once, in its own
+driver module (`*_driver.py` in this package), and everything else derives
+from the declarations: the modules' connection options and their docs, what
+the action plugins borrow from the inventory, how a driver is opened, and the
+recovery, evacuation and placement logic (by capability, never by name).
+
+A declaration says:
+  * name and title;
+  * its connection options (type, per-platform default, environment
+    fallbacks, secret or not, non-secret endpoint data for `virt_endpoint`);
+  * its capabilities: the power primitives of driver.ACTIONS its driver
+    implements, plus "heartbeat", "migrate", "maintenance";
+  * how the VMs of a failed host are recovered (`recovery`);
+  * its scope: one host per endpoint (libvirt) or a manager of many (vCenter);
+  * its client library (pip requirement and import name).
+
+Nothing here imports Ansible, and no platform is named here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from dataclasses import dataclass, field
+
+from ansible_collections.virtops.unified.plugins.module_utils import model
+
+# scope
+HOST = "host"  # one endpoint is one hypervisor (libvirt, a standalone Hyper-V host)
+MANAGER = "manager"  # one endpoint manages many hosts (vCenter, OVM Manager, an HMC)
+
+# how the VMs of a failed host come back (recovery)
+START_STANDBY = "start_standby"  # start the same VM where it is also defined (shared storage)
+REREGISTER = "reregister"  # register the VM's files on a live host of the manager, then start it
+
+# capabilities beyond the power primitives
+HEARTBEAT = "heartbeat"
+MIGRATE = "migrate"
+MAINTENANCE = "maintenance"
+
+_TYPES = {"str": str, "int": int, "bool": bool}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One connection option of a platform."""
+
+    name: str
+    description: str
+    type: str = "str"
+    default: object = None
+    env: tuple = ()  # environment variables read when the option is not given, first wins
+    secret: bool = False  # never shown, logged, cached or written to the inventory
+    endpoint: bool = False  # non-secret endpoint data: in virt_endpoint, borrowed by the action plugins
+    required: bool = False  # the driver cannot connect without it
+    aliases: tuple = ()
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What a platform is, declared by its driver module."""
+
+    name: str
+    title: str
+    driver: type  # a driver.Driver subclass, opened with open(options, connect_timeout)
+    scope: str
+    options: tuple
+    capabilities: frozenset
+    recovery: str | None = None
+    client: dict = field(default_factory=dict)  # {"pip": "pyvmomi>=8.0", "import": "pyVmomi"}
+
+    def option(self, name):
+        return next((o for o in self.options if o.name == name), None)
+
+    def resolve(self, params, environ=None):
+        """This platform's connection options from task parameters: the value given,
+        else the first environment fallback set, else the platform's default."""
+        environ = os.environ if environ is None else environ
+        out = {}
+        for opt in self.options:
+            value = params.get(opt.name)
+            if value is None:
+                value = next((environ[e] for e in opt.env if environ.get(e) not in (None, "")), None)
+                if value is not None:
+                    value = _convert(opt, value)
+            if value is None:
+                value = opt.default
+            out[opt.name] = value
+        missing = [o.name for o in self.options if o.required and out.get(o.name) in (None, "")]
+        if missing:
+            envs = ["%s (or %s)" % (o.name, " / ".join(o.env)) if o.env else o.name
+                    for o in self.options if o.name in missing]
+            raise model.VirtError("%s needs %s" % (self.name, ", ".join(envs)),
+                                  hint="Set it in the task, in module_defaults, or in the environment")
+        return out
+
+    def open(self, params, connect_timeout=30, environ=None):
+        """A connected driver for these task parameters."""
+        return self.driver.open(self.resolve(params, environ), connect_timeout=connect_timeout)
+
+    def endpoint_keys(self):
+        return tuple(o.name for o in self.options if o.endpoint)
+
+    def secret_keys(self):
+        return tuple(o.name for o in self.options if o.secret)
+
+
+def _convert(opt, text):
+    """An environment value as the option's type."""
+    if opt.type == "bool":
+        lowered = str(text).strip().lower()
+        if lowered in ("1", "true", "yes", "on", "y", "t"):
+            return True
+        if lowered in ("0", "false", "no", "off", "n", "f"):
+            return False
+        raise model.VirtError("%s: %r is not a boolean" % (opt.name, text))
+    if opt.type == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise model.VirtError("%s: %r is not an integer" % (opt.name, text)) from None
+    return text
+
+
+_PLATFORMS = {}
+
+
+def register(platform):
+    """Called once by each driver module, at import."""
+    for opt in platform.options:
+        if opt.type not in _TYPES:
+            raise ValueError("%s: option %s has unknown type %r" % (platform.name, opt.name, opt.type))
+        if opt.secret and opt.endpoint:
+            raise ValueError("%s: option %s cannot be secret and endpoint data" % (platform.name, opt.name))
+    _PLATFORMS[platform.name] = platform
+    return platform
+
+
+def _discover():
+    """Import every driver module of this package: each registers its platform."""
+    package = importlib.import_module(__name__.rsplit(".", 1)[0])
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name.endswith("_driver"):
+            importlib.import_module("%s.%s" % (package.__name__, info.name))
+
+
+_DISCOVERED = []
+
+
+def platforms():
+    """Every registered platform, by name."""
+    if not _DISCOVERED:  # once: a driver imported directly has registered only itself
+        _discover()
+        _DISCOVERED.append(True)
+    return dict(sorted(_PLATFORMS.items()))
+
+
+def get(name):
+    found = platforms().get(name)
+    if found is None:
+        raise model.Unsupported("platform %r is not supported; known: %s" % (name, ", ".join(platforms())))
+    return found
+
+
+def option_names():
+    """Every connection option of every platform, each once, in a stable order."""
+    seen = {}
+    for platform in platforms().values():
+        for opt in platform.options:
+            seen.setdefault(opt.name, []).append((platform, opt))
+    return seen
