@@ -52,9 +52,34 @@ class VirtActionBase(ActionBase):
             for key in self.endpoint_keys(args["platform"]):
                 if key in endpoint and key not in args:
                     args[key] = endpoint[key]
+            self.fill_from_source(args, task_vars.get("virt_source"))
         if not args.get("name") and not args.get("uuid") and host_vars.get("virt_kind") == "vm":
             args["uuid"] = host_vars.get("virt_uuid")
         return args
+
+    def fill_from_source(self, args, source):
+        """The connection options the task does not give, from the inventory source the host
+        came from, re-read through Ansible's loader (so !vault values decrypt): configure an
+        endpoint once, there. The platform's environment fallbacks still come after these."""
+        try:
+            platform = registry.get(args["platform"])
+        except VirtError:
+            return
+        if not source or not os.path.isfile(source):
+            return
+        try:
+            config = self._loader.load_from_file(source) or {}
+        except Exception as exc:  # pylint: disable=broad-except
+            display.warning("could not re-read the inventory source %s for its connection options: %s"
+                            % (source, type(exc).__name__))
+            return
+        if not isinstance(config, dict):
+            return
+        for opt in platform.options:
+            if opt.name in args or config.get(opt.name) is None:
+                continue
+            value = config[opt.name]
+            args[opt.name] = str(value) if opt.type == "str" else value  # a vaulted value decrypts here
 
     @staticmethod
     def endpoint_keys(platform):

@@ -101,6 +101,7 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
                 self._cache[key] = records
         for warning in records["warnings"]:
             display.warning(warning)
+        self.source = os.path.abspath(path)
         self.populate(records["machines"])
 
     def endpoint_of(self, rec):
@@ -205,6 +206,8 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_host(name)
             for var, value in rec.items():
                 self.inventory.set_variable(name, var, value)
+            # where the endpoint is configured: the modules read its credentials there (never copied here)
+            self.inventory.set_variable(name, "virt_source", getattr(self, "source", None))
             self.inventory.add_child(self._group(KIND_GROUPS[rec["virt_kind"]]), name)
             self.inventory.add_child(self._group("virt_platform_%s" % rec["virt_platform"]), name)
             if compose or groups or keyed:  # get_vars() costs, at thousands of hosts
