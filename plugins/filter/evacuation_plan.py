@@ -53,6 +53,7 @@ _value:
 
 from ansible_collections.virtops.unified.plugins.module_utils import placement, registry
 
+
 def evacuation_plan(host, hostvars, vms, hypervisors):
     source = hostvars[host]
     load = placement.Load(placement.peers(host, hostvars, hypervisors), hostvars, vms)

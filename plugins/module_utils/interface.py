@@ -108,6 +108,7 @@ MAINTENANCE_SPEC = dict(
 INFO_SPEC = dict(CONNECTION_SPEC, **TARGET_SPEC, heartbeat={"type": "bool", "default": True})
 INFO_RULES = {"mutually_exclusive": [("name", "uuid")]}
 
+
 def connect(params):
     """Open the driver of params['platform'] with its connection options."""
     if not params.get("platform"):
