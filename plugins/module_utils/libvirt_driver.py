@@ -324,7 +324,14 @@ PLATFORM_SPEC = registry.register(registry.Platform(
     scope=registry.HOST,
     recovery=registry.START_STANDBY,
     capabilities=LibvirtDriver.capabilities,
-    client={"pip": "libvirt-python>=9.0.0", "import": "libvirt"},
+    client={"pip": "libvirt-python>=9.0.0", "import": "libvirt",
+            # libvirt-python is built from source against the libvirt client library: headers, a
+            # compiler and pkg-config only while building, the library at run time; qemu+ssh:// and
+            # xen+ssh:// URIs run the ssh client
+            "bindep": ("libvirt-libs [platform:rpm]", "libvirt-devel [platform:rpm compile]",
+                       "libvirt0 [platform:dpkg]", "libvirt-dev [platform:dpkg compile]", "gcc [compile]",
+                       "pkgconf-pkg-config [platform:rpm compile]", "pkg-config [platform:dpkg compile]",
+                       "openssh-clients [platform:rpm]", "openssh-client [platform:dpkg]")},
     options=(
         registry.Option("uri", "libvirt connection URI of the hypervisor, for example C(qemu:///system), "
                         "C(qemu+ssh://root@kvm01/system), C(xen:///system) or C(test:///default). "
