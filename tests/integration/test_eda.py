@@ -139,6 +139,36 @@ def test_min_uptime_holds_back_a_vm_just_powered_on(sim):
     assert power == [("running", "stopped"), ("stopped", "running")], events
     assert hung is not None and hung["virtops"]["virt_name"] == name
     assert hung["_at"] - on_at >= 5.0  # min_uptime after the power-on was seen
+    # the guest booted with its heartbeat gray until its Tools started (the peer's
+    # tools delay): no heartbeat event came of that, only of the red set afterwards
+    assert [e["virtops"]["type"] for e in events if e["virtops"]["type"] in ("vm_heartbeat_lost", "vm_hung")] == \
+        ["vm_heartbeat_lost", "vm_hung"], events
+
+
+def test_a_guest_whose_tools_never_start_is_not_taken_for_hung(sim):
+    """Powered on, its heartbeat stays gray (no Tools, no answer either way): as vSphere
+    HA's VM monitoring, no vm_hung however long it lasts, and no vm_heartbeat_lost."""
+    name = "DC0_H0_VM1"
+
+    async def scenario():
+        run = Running(src_args(sim, failure_interval=1, min_uptime=1))
+        await run.collect(1)
+        sim.vm_do(name, "power", state="poweredOff")
+        sim.vm_do(name, "tools_delay", seconds="never")
+        await run.collect(1)
+        sim.vm_do(name, "power", state="poweredOn")
+        await run.collect(3)  # failure_interval + min_uptime, and half as much again
+        await run.stop()
+        return run.events
+
+    try:
+        events = asyncio.run(scenario())
+        assert sim.vm_state(name)["guestHeartbeatStatus"] == "gray"
+    finally:
+        sim.vm_do(name, "tools_delay", seconds=1)
+        sim.vm_do(name, "tools", running=True)
+    assert [e["virtops"]["type"] for e in events if e["virtops"]["type"] != "vm_down"] == \
+        ["vm_power_changed", "vm_power_changed"], events  # off, on: nothing of the heartbeat
 
 
 def test_host_disconnect_gives_host_connection_lost_then_back(sim):

@@ -1,8 +1,11 @@
 """Event-Driven Ansible: the shipped host_down rulebook run by the real
 ansible-rulebook (venv .build/eda-venv, Java 17) against the vCenter simulator.
-A host of a cluster is disconnected; the rulebook must write the impact report
+A host of a cluster dies (powered off: vCenter sees it not responding, and its
+VMs stop and their files are free); the rulebook must write the impact report
 and start that host's VMs on another live host of the cluster, once. The end
-state is read back with pyVmomi, the report files and the audit log."""
+state is read back with pyVmomi, the report files, the audit log and the calls
+the peer received. (A host that is only cut off keeps its VMs and their files:
+recovery then refuses, see test_vcsim_fidelity.py.)"""
 
 import glob
 import json
@@ -54,7 +57,7 @@ def test_rulebook_reports_a_lost_host_once_and_starts_its_vms_on_a_live_host(
 
     with Rulebook(tmp_path, "host_down.yml", inv, variables, env) as rb:
         rb.wait_watching()
-        peer.host_do(failed, "connection", state="disconnected")
+        peer.host_power(failed, "poweredOff")
         lost_at = time.monotonic()
         rb.wait_for(lambda: rb.count(IMPACT_PLAY), 120, "the impact playbook to start")
         started_in = time.monotonic() - lost_at
@@ -62,8 +65,10 @@ def test_rulebook_reports_a_lost_host_once_and_starts_its_vms_on_a_live_host(
         recovered_in = time.monotonic() - lost_at
         rb.wait_for(lambda: rb.count("PLAY RECAP") >= 2, 60, "both playbooks to end")
         # the host flaps: back, then lost again within the throttle window. The source emits a
-        # second host_connection_lost; the rulebook must not run either playbook again.
-        peer.host_do(failed, "connection", state="connected")
+        # second host_connection_lost; the rulebook must not run either playbook again. Back,
+        # the host brings its own (powered-off) copies of the recovered VMs into vCenter's
+        # inventory again; they must not be taken for VMs to act on.
+        peer.host_power(failed, "poweredOn")
         time.sleep(3)  # 3 polls at virtops_interval 1: the source has seen it connected
         peer.host_do(failed, "connection", state="disconnected")
         time.sleep(max(10.0, 2 * started_in))  # twice as long as the first run took to start
@@ -85,6 +90,16 @@ def test_rulebook_reports_a_lost_host_once_and_starts_its_vms_on_a_live_host(
         assert [r["state"] for r in done] == ["recovered"], (name, done)
         assert done[0]["host_after"] in live and done[0]["target"]["host"] == failed, done[0]
         assert "EDA host_down" in json.dumps(done[0]), done[0]
+        # what reached vCenter: one unregister, one register, one power-on, each a success
+        calls = [(o["op"], o["result"]) for o in peer.operations(vm_uuid)]
+        assert calls == [("UnregisterVM", "success"), ("RegisterVM_Task", "success"),
+                         ("PowerOnVM_Task", "success")], (name, calls)
+    # the failed host's own copies, back in vCenter's inventory: powered off, not acted on
+    copies = [v for v in peer.state()["vms"] if v["host"] == failed]
+    assert sorted(v["name"] for v in copies) == sorted(victims.values()), copies
+    for copy in copies:
+        assert copy["powerState"] == "poweredOff" and copy["instanceUuid"] not in victims, copy
+        assert "/Discovered virtual machine/" in copy["path"] and peer.operations(copy["moref"]) == [], copy
 
     # the impact report, in virtops_report_dir (ansible-rulebook deletes the playbook's own working
     # directory), lists exactly those VMs

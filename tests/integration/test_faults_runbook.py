@@ -6,6 +6,7 @@ vCenter's event history and runtime.bootTime through a pyVmomi connection of
 the test's own, the peer's control API, and the audit log's lines.
 """
 
+import getpass
 import json
 import os
 import signal
@@ -33,11 +34,12 @@ def uuid_of(sim, name):
 
 
 def fresh(sim, uuid, delay=0):
+    """A VM that is up, its guest's Tools running (not one just powered on: see vcsim_peer)."""
     sim.vm_do(uuid, "ignore_shutdown", on=False)
     sim.vm_do(uuid, "shutdown_delay", seconds=delay)
-    sim.vm_do(uuid, "tools", running=True)
     if sim.vm_state(uuid)["powerState"] != "poweredOn":
         sim.vm_do(uuid, "power", state="poweredOn")
+    sim.vm_do(uuid, "tools", running=True)
     sim.vm_do(uuid, "heartbeat", status="green")
     sim.wait_power(uuid, "poweredOn")
 
@@ -89,6 +91,7 @@ def test_two_concurrent_restarts_give_one_power_cycle_and_the_second_names_the_h
     uuid = uuid_of(sim, name)
     fresh(sim, uuid, delay=5)  # a guest that takes 5 s to shut down
     events0, boot0 = power_events(sim, uuid), boot_time(sim, uuid)
+    calls0 = len(sim.operations(uuid))
     first = start_playbook(sim.inventory_path, RESTART, "-e", "target=%s" % name)
     try:
         lock = runbook.lock_path(lock_dir(), uuid)
@@ -97,7 +100,7 @@ def test_two_concurrent_restarts_give_one_power_cycle_and_the_second_names_the_h
         time.sleep(1)
         second = playbook(sim.inventory_path, RESTART, "-e", "target=%s" % uuid, check=False)
         assert second.returncode != 0
-        assert "another runbook holds %s: restart_vm by" % name in second.stdout
+        assert "another runbook holds %s: restart_vm by %s via cli" % (name, getpass.getuser()) in second.stdout
         assert "pid %d on" % first.pid in second.stdout  # the holder is the first run's play process
         out, _err = first.communicate(timeout=120)
     finally:
@@ -105,6 +108,7 @@ def test_two_concurrent_restarts_give_one_power_cycle_and_the_second_names_the_h
             first.kill()
     assert first.returncode == 0, out[-3000:]
     assert power_events(sim, uuid)[len(events0):] == ["VmGuestShutdownEvent", "VmPoweredOffEvent", "VmPoweredOnEvent"]
+    assert sim.ops(uuid, calls0) == ["ShutdownGuest", "PowerOnVM_Task"]  # what reached vCenter, once
     assert boot_time(sim, uuid) > boot0
     done = [r for r in audit_lines(uuid) if r.get("phase") == "outcome" and r["state"] == "restarted"]
     assert len(done) == 1 and done[0]["result"] == "ok"
@@ -271,7 +275,9 @@ def test_a_vm_on_a_not_responding_host_is_refused_before_acting_with_the_right_h
 def test_recovery_that_does_not_recover_a_vm_exits_non_zero(sim, tmp_path):
     """The inventory (cached) plans a recovery to a host that has since entered
     maintenance mode: vCenter refuses the power-on, the role records NOT RECOVERED,
-    and the run must not end green."""
+    and the run must not end green. The failed host is really dead (powered off),
+    so that maintenance mode is the only obstacle (a host only cut off would
+    still hold the VM's files: see test_vcsim_fidelity.py)."""
     inv = tmp_path / "cached.vmware.yml"
     sim.write_inventory(inv, extra="cache: true\ncache_plugin: ansible.builtin.jsonfile\n"
                                    "cache_connection: %s\ncache_timeout: 3600\n" % (tmp_path / "cache"))
@@ -280,7 +286,7 @@ def test_recovery_that_does_not_recover_a_vm_exits_non_zero(sim, tmp_path):
     assert on_dead, "the cluster host has VMs"
     vm = on_dead[0]
     fresh(sim, vm["instanceUuid"])
-    sim.host_do(dead, "connection", state="notResponding")
+    sim.host_power(dead, "poweredOff")
     try:
         playbook(inv, "playbooks/host_failure_impact.yml", "--check")  # reads and caches the inventory
         sim.host_do("DC0_C0_H1", "maintenance", on=True)  # after the read: the plan does not know
@@ -288,6 +294,11 @@ def test_recovery_that_does_not_recover_a_vm_exits_non_zero(sim, tmp_path):
         assert proc.returncode != 0, proc.stdout[-3000:]
         assert "NOT recovered" in proc.stdout and vm["name"] in proc.stdout
         assert "rescued=1" in proc.stdout or "NOT RECOVERED" in proc.stdout
+        assert "InvalidHostState" in proc.stdout, proc.stdout[-3000:]
+        # vCenter's side: registered on the host in maintenance mode, its power-on refused
+        calls = [(o["op"], o["result"], o.get("fault")) for o in sim.operations(vm["instanceUuid"])]
+        assert calls[-3:] == [("UnregisterVM", "success", None), ("RegisterVM_Task", "success", None),
+                              ("PowerOnVM_Task", "error", "InvalidHostState")], calls
     finally:
         sim.host_do("DC0_C0_H1", "maintenance", on=False)
-        sim.host_do(dead, "connection", state="connected")
+        sim.host_power(dead, "poweredOn")

@@ -71,17 +71,21 @@ def test_recover_starts_the_vms_of_a_dead_esxi_host_elsewhere(site):
     sim, inv = site
     source = host_with_vms(sim)
     victims = {v["instanceUuid"]: v["name"] for v in sim.state()["vms"] if v["host"] == source}
-    sim.host_do(source, "connection", state="notResponding")
+    sim.host_power(source, "poweredOff")  # dead: its VMs stop and their files are free
     try:
         proc = playbook(inv, "playbooks/recover_host_failure.yml")  # no failed_host: every host that is down
         for vm_uuid, name in victims.items():
             vm = sim.vm(vm_uuid)  # same identity, re-registered
             assert vm.runtime.host.name != source and vm.runtime.powerState == "poweredOn", name
             assert "%s" % name in proc.stdout
+            assert sim.vm_state(vm_uuid)["filesLockedBy"] == vm.runtime.host.name
         again = playbook(inv, "playbooks/recover_host_failure.yml", "-e", "failed_host=%s" % source)
         assert "0 VM(s) on failed host(s) %s" % source in again.stdout
     finally:
-        sim.host_do(source, "connection", state="connected")
+        sim.host_power(source, "poweredOn")
+    # back, the host brings its copies of them back too, powered off (see test_vcsim_fidelity.py)
+    for vm_uuid, name in victims.items():
+        assert sim.vm(vm_uuid).runtime.powerState == "poweredOn", name
 
 
 def test_unknown_host_is_refused_and_nothing_changes(site):
@@ -97,6 +101,7 @@ def test_unknown_host_is_refused_and_nothing_changes(site):
 def test_restart_vm_on_the_merged_inventory(site):
     sim, inv = site
     vm = [v for v in sim.state()["vms"] if v["powerState"] == "poweredOn"][0]
+    sim.wait_tools(vm["instanceUuid"])  # a guest that is up (one just recovered boots for a moment)
     boot_before = sim.vm(vm["instanceUuid"]).summary.runtime.bootTime
     proc = playbook(inv, "playbooks/restart_vm.yml", "-e", "target=%s" % vm["instanceUuid"],
                     "-e", json.dumps({"reason": "merged inventory"}))

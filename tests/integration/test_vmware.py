@@ -13,6 +13,7 @@ the inventory tests. Tests reset the VMs they use at their start, and put host
 faults back in `finally`, so they do not depend on their order.
 """
 
+import datetime
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from collections import namedtuple
 import pytest
 
 from helpers import BIN, ROOT, adhoc, env, inventory, playbook
-from vcsim_peer import PASSWORD, ControlError
+from vcsim_peer import PASSWORD, TOOLS_START_DELAY, ControlError
 
 # -dc 1 -cluster 2 -cluster-host 3 -host 1 -vm 3: hosts DC0_C0_H0..2, DC0_C1_H0..2 and the
 # standalone DC0_H0; VMs DC0_C0_RP0_VM0..2, DC0_C1_RP0_VM0..2, DC0_H0_VM0..2 (9), renamed below.
@@ -83,12 +84,15 @@ def uuid_of(peer, name):
 
 
 def fresh(peer, uuid, power="poweredOn"):
-    """Reset a VM's fault flags and power state behind the collection's back."""
+    """Reset a VM's fault flags and power state behind the collection's back: a
+    powered-on VM is a guest that is up, its Tools running (not one that has just
+    been powered on, whose Tools start TOOLS_START_DELAY later)."""
     peer.vm_do(uuid, "ignore_shutdown", on=False)
     peer.vm_do(uuid, "shutdown_delay", seconds=0)
-    peer.vm_do(uuid, "tools", running=True)
+    peer.vm_do(uuid, "tools_delay", seconds=float(TOOLS_START_DELAY.rstrip("s")))
     if peer.vm_state(uuid)["powerState"] != power:
         peer.vm_do(uuid, "power", state=power)
+    peer.vm_do(uuid, "tools", running=True)  # Tools up now (on a powered-on VM, heartbeat green)
     if power == "poweredOn":
         peer.vm_do(uuid, "heartbeat", status="green")
     return peer.wait_power(uuid, power)
@@ -319,12 +323,42 @@ def test_vm_power_every_state_and_idempotence(sim, via, name):
         go("poweredoff", "", "poweredOff")
     go("started", "start=ok", "poweredOn")
     booted = vm.summary.runtime.bootTime
-    go("reset", "reset=ok", "poweredOn")
+    # a reset guest boots again: its Tools are up (and take a graceful shutdown) some time later
+    go("reset", "reset=ok, heartbeat=ok", "poweredOn", wait_for_heartbeat=True, wait_timeout=30)
     assert vm.summary.runtime.bootTime > booted, "reset did not reboot the VM"
     booted = vm.summary.runtime.bootTime
+    mark = history(sim, uuid)
     go("restarted", "shutdown=ok, start=ok", "poweredOn")
     assert vm.summary.runtime.bootTime > booted, "restarted did not power-cycle the VM"
+    # a guest that honours the shutdown: vCenter saw the request and the guest's own power-off
+    events, calls = since(sim, uuid, mark)
+    assert events == ["VmGuestShutdownEvent", "VmPoweredOffEvent", "VmPoweredOnEvent"], events
+    assert [c["op"] for c in calls] == ["ShutdownGuest", "PowerOnVM_Task"], calls
     assert sim.vm_state(uuid)["powerState"] == "poweredOn"
+
+
+# What vCenter records of a power cycle (its event history, read with pyVmomi) and
+# which calls reached it (the peer's own log): read independently of the collection.
+POWER_EVENTS = ("VmGuestShutdownEvent", "VmPoweredOffEvent", "VmPoweredOnEvent", "VmResettingEvent",
+                "VmSuspendedEvent")
+
+
+def history(peer, uuid):
+    """(power events, calls received) of a VM so far, to slice what a test adds."""
+    return len(peer.events(uuid, POWER_EVENTS)), len(peer.operations(uuid))
+
+
+def since(peer, uuid, mark):
+    """The power events and the calls (name, time, result) that came after `mark`."""
+    events = peer.events(uuid, POWER_EVENTS)[mark[0]:]
+    calls = peer.operations(uuid)[mark[1]:]
+    return events, calls
+
+
+def at(call):
+    """A logged call's time, in seconds since the epoch."""
+    return datetime.datetime.strptime(call["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def test_restarted_with_force_escalates_on_a_hung_guest(sim):
@@ -333,6 +367,7 @@ def test_restarted_with_force_escalates_on_a_hung_guest(sim):
     fresh(sim, uuid)
     sim.vm_do(uuid, "ignore_shutdown", on=True)
     booted = boot_time(sim, uuid)
+    mark = history(sim, uuid)
     begun = time.monotonic()
     rc, out = power(sim, name, "inventory", "restarted", force=True, shutdown_timeout=3)
     assert rc == 0, out
@@ -341,6 +376,12 @@ def test_restarted_with_force_escalates_on_a_hung_guest(sim):
     assert out["changed"] is True
     assert sim.vm(uuid).runtime.powerState == "poweredOn"
     assert boot_time(sim, uuid) > booted
+    # vCenter: the shutdown request was logged, then the hard power-off shutdown_timeout later
+    events, calls = since(sim, uuid, mark)
+    assert events == ["VmGuestShutdownEvent", "VmPoweredOffEvent", "VmPoweredOnEvent"], events
+    assert [(c["op"], c["result"]) for c in calls] == [
+        ("ShutdownGuest", "success"), ("PowerOffVM_Task", "success"), ("PowerOnVM_Task", "success")], calls
+    assert at(calls[1]) - at(calls[0]) >= 3, calls
 
 
 def test_restarted_without_force_times_out_and_leaves_the_vm_on(sim):
@@ -349,11 +390,16 @@ def test_restarted_without_force_times_out_and_leaves_the_vm_on(sim):
     fresh(sim, uuid)
     sim.vm_do(uuid, "ignore_shutdown", on=True)
     booted = boot_time(sim, uuid)
+    mark = history(sim, uuid)
     rc, out = power(sim, name, "explicit", "restarted", shutdown_timeout=2)
     assert rc != 0 and out["error_type"] == "Timeout", out
     assert "timed out after 2s" in out["msg"] and steps(out) == "shutdown=timeout"
     vm = sim.vm(uuid)
     assert vm.runtime.powerState == "poweredOn" and vm.summary.runtime.bootTime == booted
+    # the request reached vCenter and nothing else did: no power-off without force
+    events, calls = since(sim, uuid, mark)
+    assert events == ["VmGuestShutdownEvent"], events
+    assert [c["op"] for c in calls] == ["ShutdownGuest"], calls
 
 
 def test_no_tools_shutdown_is_refused_then_forced(sim):
@@ -376,6 +422,52 @@ def test_no_tools_shutdown_is_refused_then_forced(sim):
         assert sim.vm(uuid).runtime.powerState == "poweredOn"
     finally:
         sim.vm_do(uuid, "tools", running=True)
+
+
+def test_wait_for_heartbeat_waits_through_the_gray_of_a_booting_guest(sim):
+    """After a power-on the heartbeat is gray until VMware Tools start in the guest
+    (here 2 s): the wait goes through it, with the progress line of the start."""
+    name = "DC0_C1_RP0_VM2"
+    uuid = uuid_of(sim, name)
+    fresh(sim, uuid)
+    sim.vm_do(uuid, "tools_delay", seconds=2)
+    try:
+        args = {"state": "restarted", "wait_for_heartbeat": True, "shutdown_timeout": 10, "wait_timeout": 30}
+        proc = ansible_raw(sim.inventory_path, name, POWER, args)
+        out = oneline_result(proc, name)
+        assert proc.returncode == 0 and steps(out) == "shutdown=ok, start=ok, heartbeat=ok", out
+        beat = out["actions"][-1]
+        assert beat["action"] == "heartbeat" and beat["elapsed"] >= 1.5, beat  # waited through the gray
+        assert out["after"]["heartbeat"] == "ok" and sim.vm(uuid).guestHeartbeatStatus == "green"
+        # the lines a person follows: each power step says what it waits for (a heartbeat
+        # wait of more than 15 s adds "still waiting for guest heartbeat" lines, see driver.wait_for)
+        assert re.search(r"^\s+%s: shutdown \(waiting up to 10s for stopped\)$" % name, proc.stdout, re.M), proc.stdout
+        assert re.search(r"^\s+%s: start \(waiting up to 30s for running\)$" % name, proc.stdout, re.M), proc.stdout
+    finally:
+        fresh(sim, uuid)
+
+
+def test_wait_for_heartbeat_of_a_guest_whose_tools_never_start_times_out_clearly(sim):
+    name = "DC0_C1_RP0_VM2"
+    uuid = uuid_of(sim, name)
+    fresh(sim, uuid)
+    sim.vm_do(uuid, "tools_delay", seconds="never")  # the guest hangs while booting
+    try:
+        begun = time.monotonic()
+        rc, out = power(sim, name, "inventory", "restarted", wait_for_heartbeat=True, wait_timeout=2)
+        assert rc != 0 and out["error_type"] == "Timeout", out
+        assert steps(out) == "shutdown=ok, start=ok, heartbeat=timeout", out
+        assert "timed out after 2s waiting for guest heartbeat" in out["msg"], out["msg"]
+        assert "heartbeat unknown" in out["msg"] and "poweredOn" in out["msg"], out["msg"]
+        assert time.monotonic() - begun < 30
+        state = sim.vm_state(uuid)
+        assert (state["powerState"], state["guestHeartbeatStatus"], state["toolsRunningStatus"]) == \
+            ("poweredOn", "gray", "guestToolsNotRunning")
+        # and such a guest cannot take a graceful shutdown: only force gets it down
+        rc, out = power(sim, name, "inventory", "restarted", shutdown_timeout=5)
+        assert rc != 0 and steps(out) == "shutdown=refused" and "ToolsUnavailable" in out["msg"], out
+    finally:
+        fresh(sim, uuid)
 
 
 def test_check_mode_plans_and_changes_nothing(sim):
@@ -629,23 +721,35 @@ def test_restart_vm_runbook_escalates_on_a_hung_vmware_guest(sim):
     fresh(sim, uuid)
     sim.vm_do(uuid, "ignore_shutdown", on=True)
     booted = boot_time(sim, uuid)
+    mark = history(sim, uuid)
     proc = playbook(sim.inventory_path, "playbooks/restart_vm.yml", "-e", "target=%s" % name,
                     "-e", "restart_vm_shutdown_timeout=3")
     assert runbook_steps(proc.stdout) == "shutdown=timeout, poweroff=ok, start=ok, heartbeat=ok"
     vm = sim.vm(uuid)
     assert vm.runtime.powerState == "poweredOn" and vm.summary.runtime.bootTime > booted
     assert vm.guestHeartbeatStatus == "green"
+    events, calls = since(sim, uuid, mark)
+    assert events == ["VmGuestShutdownEvent", "VmPoweredOffEvent", "VmPoweredOnEvent"], events
+    assert [c["op"] for c in calls] == ["ShutdownGuest", "PowerOffVM_Task", "PowerOnVM_Task"], calls
+    assert at(calls[1]) - at(calls[0]) >= 3, calls  # the guest had its shutdown_timeout
 
 
 def test_restart_vm_runbook_is_graceful_by_non_ascii_name(sim):
     uuid = uuid_of(sim, UNICODE)
     fresh(sim, uuid)
+    sim.vm_do(uuid, "shutdown_delay", seconds=1)  # the guest takes a moment to shut down
     booted = boot_time(sim, uuid)
+    mark = history(sim, uuid)
     proc = playbook(sim.inventory_path, "playbooks/restart_vm.yml", "-e", json.dumps({"target": UNICODE}),
                     "-e", "restart_vm_shutdown_timeout=10")
     assert runbook_steps(proc.stdout) == "shutdown=ok, start=ok, heartbeat=ok"
     vm = sim.vm(uuid)
     assert vm.runtime.powerState == "poweredOn" and vm.summary.runtime.bootTime > booted
+    # the guest shut itself down (vCenter logs the request, then the power-off); no hard power-off
+    events, calls = since(sim, uuid, mark)
+    assert events == ["VmGuestShutdownEvent", "VmPoweredOffEvent", "VmPoweredOnEvent"], events
+    assert [c["op"] for c in calls] == ["ShutdownGuest", "PowerOnVM_Task"], calls
+    assert all(c["result"] == "success" for c in calls), calls
 
 
 def test_control_errors_are_raised(sim):

@@ -6,12 +6,20 @@ chosen by the kernel, parses its ready line, and offers:
 * `control(method, path, body)` / `state()` - the peer's JSON control API
   (fault injection and a read path that does not go through SOAP);
   `freeze(seconds)` / `frozen()` make the SOAP service silent and report it;
+  `operations(vm)` / `ops(vm)` - the power and registration calls the peer
+  received for a VM, as it recorded them; `host_power(host, state)` powers a
+  host off (dead: its VMs stop, its file locks go) or on;
 * `si` - a pyVmomi connection of its own, for reads that do not use the
-  collection's code;
+  collection's code; `events(uuid)` - vCenter's event history of a VM;
 * `write_inventory()` - `<workdir>/sim.vmware.yml` for the
   virtops.unified.vmware inventory plugin. Credentials go to the Ansible
   subprocesses through VMWARE_USER / VMWARE_PASSWORD in os.environ and are
   never written to the file.
+
+VMware Tools start TOOLS_START_DELAY after each power-on (heartbeat gray
+meanwhile), as on vCenter, unless the test passes its own
+`-tools-start-delay`; a VM's own delay is set with
+`vm_do(vm, "tools_delay", seconds=...)`.
 
 A peer that cannot be built or started fails the test (pytest.fail), it is
 never skipped; without pytest (the benchmarks) it raises RuntimeError.
@@ -37,6 +45,10 @@ except ImportError:  # bench/ uses VcsimPeer without pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BUILD = os.path.join(ROOT, "tests", "peers", "vcsim", "build.sh")
+
+# Time from a power-on until VMware Tools run (heartbeat green): short, to keep
+# the suite fast, but long enough that nothing may count on an instant green.
+TOOLS_START_DELAY = "1s"
 
 USERNAME = "vcsim-operator"
 # Distinctive, so a test can assert it appears nowhere in any output.
@@ -91,7 +103,7 @@ class VcsimPeer:
         binary = binary or build()
         argv = [binary, "-listen", "127.0.0.1:0", "-control", "127.0.0.1:0",
                 "-username", self.username, "-password", self.password,
-                "-exit-on-stdin-eof", *self.flags]
+                "-exit-on-stdin-eof", "-tools-start-delay", TOOLS_START_DELAY, *self.flags]
         log = open(self.log_path, "w")  # pylint: disable=consider-using-with
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
@@ -177,6 +189,40 @@ class VcsimPeer:
     def host_do(self, host, action, **body):
         return self.control("POST", self.path("host", host, action), body)
 
+    def host_power(self, host, state):
+        """Power a host off ("poweredOff": it stops answering vCenter, its VMs stop and
+        its hold on their files ends) or on ("poweredOn": it boots and connects again)."""
+        return self.host_do(host, "power", state=state)
+
+    def operations(self, vm=None):
+        """The power and registration calls the peer received over SOAP, oldest first:
+        all, or those of one VM (moref, instanceUuid or unique name; a VM keeps its
+        history across re-registration by instanceUuid)."""
+        if vm is None:
+            return self.control("GET", "/operations")["operations"]
+        return self.control("GET", self.path("vm", vm, "operations"))["operations"]
+
+    def ops(self, vm, since=0):
+        """The names of the calls received for a VM after the first `since` of them."""
+        return [o["op"] for o in self.operations(vm)][since:]
+
+    def wait_vm(self, vm, what, predicate, timeout=15):
+        """Poll the control API until predicate(state of the VM) holds; returns that state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.vm_state(vm)
+            if predicate(state):
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: not %s after %ss (last %s)" % (vm, what, timeout, state))
+            time.sleep(0.1)
+
+    def wait_tools(self, vm, timeout=15):
+        """Wait until VMware Tools run in the VM's guest (heartbeat green)."""
+        return self.wait_vm(vm, "running with Tools", lambda s: s["powerState"] == "poweredOn"
+                            and s["toolsRunningStatus"] == "guestToolsRunning"
+                            and s["guestHeartbeatStatus"] == "green", timeout)
+
     def freeze(self, seconds):
         """A silent vCenter for `seconds` (0 thaws): the SOAP port accepts and never answers."""
         return self.control("POST", "/freeze", {"seconds": seconds})
@@ -210,6 +256,16 @@ class VcsimPeer:
             if obj.config.instanceUuid == instance_uuid:
                 return obj
         raise AssertionError("pyVmomi: no VM with instanceUuid %s" % instance_uuid)
+
+    def events(self, instance_uuid, names=None):
+        """vCenter's event history of a VM (EventManager.QueryEvents), oldest first, as
+        type names ("VmPoweredOffEvent"); only those in `names` when given."""
+        from pyVmomi import vim  # pylint: disable=import-outside-toplevel
+        vm = self.vm(instance_uuid)
+        spec = vim.event.EventFilterSpec(entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"))
+        events = self.si.RetrieveContent().eventManager.QueryEvents(spec)
+        out = [type(e).__name__.rsplit(".", 1)[-1] for e in sorted(events, key=lambda e: e.key)]
+        return [n for n in out if names is None or n in names]
 
     def wait_power(self, instance_uuid, power_state, timeout=15):
         """Wait (pyVmomi reads) until the VM reports this runtime.powerState."""

@@ -25,6 +25,7 @@ import (
 	"io"
 	"io/ioutil"
 	"log"
+	mrand "math/rand"
 	"net"
 	"net/http"
 	"net/url"
@@ -41,6 +42,7 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
@@ -62,6 +64,7 @@ const (
 	folderHookType  = "VcsimPeerFolder"      // per-folder hook (see folderHook); Value is the folder's moref
 	searchHookType  = "VcsimPeerSearchIndex" // see searchHook
 	searchHookValue = "SearchIndex"
+	eventHookType   = "VcsimPeerEventManager" // see eventHook
 )
 
 // ---------------------------------------------------------------------------
@@ -71,7 +74,79 @@ type vmFlags struct {
 	ignoreShutdown bool           // ShutdownGuest/RebootGuest accepted but never acted upon
 	shutdownDelay  *time.Duration // nil: use the global -shutdown-delay
 	tools          *bool          // nil: use the global -tools-running
-	taskDelay      time.Duration  // power tasks run this long (0: they finish at once, simulator behaviour)
+	toolsDelay     *time.Duration // nil: use the global -tools-start-delay; never (<0): Tools never start
+	taskDelay      time.Duration  // power tasks run this long (0: they finish at once, simulator behaviour; never (<0): they never finish)
+}
+
+// never is the delay of something that does not happen (a guest whose Tools
+// never start, a task that never finishes).
+const never = time.Duration(-1)
+
+// delayFlag is a -flag that takes a Go duration or "never".
+type delayFlag struct{ d time.Duration }
+
+func (f *delayFlag) String() string { return fmtDelay(f.d) }
+
+func (f *delayFlag) Set(s string) error {
+	if s == "never" {
+		f.d = never
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration >= 0 or \"never\"")
+	}
+	f.d = d
+	return nil
+}
+
+func fmtDelay(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return d.String()
+}
+
+// seconds: the JSON form of a delay (-1: never).
+func seconds(d time.Duration) float64 {
+	if d < 0 {
+		return -1
+	}
+	return d.Seconds()
+}
+
+// fileLock: who holds the lock on a VM's files (keyed by .vmx path): the host
+// that runs it and the VM (moref) it runs as; vm is "" for a VM the host still
+// runs after vCenter removed it from its inventory (see orphanVM).
+type fileLock struct {
+	host, vm string
+}
+
+// orphanVM is a VM that vCenter removed from its inventory (UnregisterVM)
+// while it could not reach its host: the host still has it registered, and
+// runs it unless the host went down meanwhile.  vCenter takes it back when
+// the host connects again (see peer.resync).
+type orphanVM struct {
+	path     string
+	ident    vmIdentity
+	running  bool
+	bootTime *time.Time
+}
+
+// opRecord is one power or registration call the peer received over SOAP
+// (GET /operations, GET /vm/{id}/operations).
+type opRecord struct {
+	Seq          int    `json:"seq"`
+	Time         string `json:"time"`
+	Op           string `json:"op"`
+	VM           string `json:"vm"` // moref ("" for a registration that failed)
+	Name         string `json:"name"`
+	InstanceUUID string `json:"instanceUuid"`
+	Host         string `json:"host"`
+	Path         string `json:"path"`
+	Result       string `json:"result"` // "success", "error" or "running"
+	Fault        string `json:"fault,omitempty"`
+	Finished     string `json:"finished,omitempty"`
 }
 
 type peer struct {
@@ -89,6 +164,7 @@ type peer struct {
 	// reading.  Lock order: creating, then relocMu, then objects.
 	creating      sync.RWMutex
 	toolsDefault  bool
+	toolsDelay    time.Duration // default time from power-on until Tools run in the guest (never: they never start)
 	shutdownDelay time.Duration
 
 	freeze freezer // POST /freeze: the SOAP service stops answering for a while
@@ -99,6 +175,20 @@ type peer struct {
 	// What the .vmx of an unregistered VM would carry (the simulator keeps no
 	// .vmx contents), by config.files.vmPathName; see UnregisterVM.
 	unregistered map[string]vmIdentity
+
+	boots        map[string]int      // VM moref -> number of power-ons seen (a tools start belongs to one)
+	toolsPending map[string]bool     // VM moref -> its Tools start is still to come
+	locks        map[string]fileLock // .vmx path -> the host (and VM) that holds its files
+	// VM moref -> its power state on its host, when that differs from what
+	// vCenter shows because vCenter cannot reach the host (a host powered
+	// off, a guest that shut down while its host was cut off); applied when
+	// the host connects again.
+	truth    map[string]types.VirtualMachinePowerState
+	hostDown map[string]bool       // host moref -> the machine is powered off
+	disks    map[string]string     // .vmx path -> its first disk file, as last seen on a VM with devices
+	orphans  map[string][]orphanVM // host moref -> VMs it has that vCenter unregistered
+	ops      []opRecord
+	rng      *mrand.Rand
 }
 
 // vmIdentity is what a VM keeps across UnregisterVM and RegisterVM_Task
@@ -144,6 +234,307 @@ func (p *peer) delayFor(id string) time.Duration {
 		return *f.shutdownDelay
 	}
 	return p.shutdownDelay
+}
+
+func (p *peer) toolsDelayFor(id string) time.Duration {
+	f := p.vmFlags(id)
+	if f.toolsDelay != nil {
+		return *f.toolsDelay
+	}
+	return p.toolsDelay
+}
+
+// poweredOnTools records a power-on of the VM and whether its Tools start is
+// still to come; it returns the power-on's number.
+func (p *peer) poweredOnTools(id string, pending bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.boots[id]++
+	if pending {
+		p.toolsPending[id] = true
+	} else {
+		delete(p.toolsPending, id)
+	}
+	return p.boots[id]
+}
+
+// cancelTools drops a Tools start still to come (the VM stopped, or a test
+// set its guest state by hand).
+func (p *peer) cancelTools(id string) {
+	p.mu.Lock()
+	delete(p.toolsPending, id)
+	p.mu.Unlock()
+}
+
+// toolsStart: Tools come up in the guest of power-on number gen, unless the
+// VM stopped or was power-cycled since, or its host went down.
+func (p *peer) toolsStart(ref types.ManagedObjectReference, gen int) {
+	id := ref.Value
+	p.mu.Lock()
+	ok := p.boots[id] == gen && p.toolsPending[id]
+	if ok {
+		delete(p.toolsPending, id) // (a later power-on has its own start)
+	}
+	_, diverged := p.truth[id]
+	p.mu.Unlock()
+	vm := getVM(id)
+	if !ok || diverged || vm == nil {
+		return
+	}
+	simulator.Map.WithLock(vm, func() {
+		if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn && p.toolsWanted(id) {
+			simulator.Map.Update(vm, guestChanges(types.VirtualMachinePowerStatePoweredOn, true))
+		}
+	})
+}
+
+// toolsBoot puts the guest of a VM that just powered on (or whose guest
+// rebooted) in its Tools-starting state: Tools not running and a gray
+// heartbeat, then running after the VM's tools delay (at once for 0, never
+// for never).  The caller holds the VM's lock.
+func (p *peer) toolsBoot(obj mo.Reference, ref types.ManagedObjectReference) {
+	delay := p.toolsDelayFor(ref.Value)
+	gen := p.poweredOnTools(ref.Value, delay != 0)
+	if delay == 0 {
+		simulator.Map.Update(obj, guestChanges(types.VirtualMachinePowerStatePoweredOn, true))
+		return
+	}
+	simulator.Map.Update(obj, guestChanges(types.VirtualMachinePowerStatePoweredOn, false))
+	if delay > 0 {
+		time.AfterFunc(delay, func() { p.toolsStart(ref, gen) })
+	}
+}
+
+// --- operations log
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// recordOp logs a call on a VM (the caller may hold the VM's lock) and
+// returns its sequence number for finishOp.
+func (p *peer) recordOp(op string, vm *simulator.VirtualMachine) int {
+	r := opRecord{Op: op, Result: "running"}
+	if vm != nil {
+		r.VM, r.Name = vm.Self.Value, vm.Name
+		if vm.Config != nil {
+			r.InstanceUUID, r.Path = vm.Config.InstanceUuid, vm.Config.Files.VmPathName
+		}
+		if vm.Runtime.Host != nil {
+			r.Host = vm.Runtime.Host.Value // a name is filled in by opsFor
+		}
+	}
+	return p.addOp(r)
+}
+
+func (p *peer) addOp(r opRecord) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r.Seq = len(p.ops) + 1
+	r.Time = stamp(time.Now())
+	p.ops = append(p.ops, r)
+	return r.Seq
+}
+
+// finishOp sets the outcome of a logged call: fault nil is a success.
+func (p *peer) finishOp(seq int, fault types.BaseMethodFault) {
+	p.finishOpWith(seq, func(r *opRecord) {
+		r.Result = "success"
+		if fault != nil {
+			r.Result, r.Fault = "error", faultName(fault)
+		}
+	})
+}
+
+func (p *peer) finishOpWith(seq int, f func(*opRecord)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if seq < 1 || seq > len(p.ops) {
+		return
+	}
+	r := &p.ops[seq-1]
+	f(r)
+	r.Finished = stamp(time.Now())
+}
+
+func faultName(f types.BaseMethodFault) string {
+	return strings.TrimPrefix(fmt.Sprintf("%T", f), "*types.")
+}
+
+// finishTaskOp: the outcome of a logged power task, read from the task
+// (left "running" while the task runs; delayedTask finishes it then).
+func (p *peer) finishTaskOp(seq int, res soap.HasFault) {
+	if res == nil {
+		return
+	}
+	if f := res.Fault(); f != nil {
+		p.finishOpWith(seq, func(r *opRecord) { r.Result, r.Fault = "error", soapFaultName(f) })
+		return
+	}
+	ref := taskRefOf(res)
+	if ref == nil {
+		p.finishOp(seq, nil) // a call without a task that did not fault
+		return
+	}
+	t, ok := simulator.Map.Get(*ref).(*simulator.Task)
+	if !ok {
+		return
+	}
+	var state types.TaskInfoState
+	var fault types.BaseMethodFault
+	simulator.Map.WithLock(t, func() {
+		state = t.Info.State
+		if t.Info.Error != nil {
+			fault = t.Info.Error.Fault
+		}
+	})
+	if state == types.TaskInfoStateSuccess || state == types.TaskInfoStateError {
+		p.finishOp(seq, fault)
+	}
+}
+
+func soapFaultName(f *soap.Fault) string {
+	if f.Detail.Fault != nil {
+		return strings.TrimPrefix(fmt.Sprintf("%T", f.Detail.Fault), "*types.")
+	}
+	return f.String
+}
+
+func taskRefOf(res soap.HasFault) *types.ManagedObjectReference {
+	switch b := res.(type) {
+	case *methods.PowerOnVM_TaskBody:
+		if b.Res != nil {
+			return &b.Res.Returnval
+		}
+	case *methods.PowerOffVM_TaskBody:
+		if b.Res != nil {
+			return &b.Res.Returnval
+		}
+	case *methods.ResetVM_TaskBody:
+		if b.Res != nil {
+			return &b.Res.Returnval
+		}
+	case *methods.SuspendVM_TaskBody:
+		if b.Res != nil {
+			return &b.Res.Returnval
+		}
+	case *methods.RegisterVM_TaskBody:
+		if b.Res != nil {
+			return &b.Res.Returnval
+		}
+	}
+	return nil
+}
+
+// opsFor returns the logged calls (all, or those of a VM by moref,
+// instanceUuid or name), host morefs replaced by names.
+func (p *peer) opsFor(match func(opRecord) bool) []opRecord {
+	p.mu.Lock()
+	out := make([]opRecord, 0, len(p.ops))
+	for _, r := range p.ops {
+		if match == nil || match(r) {
+			out = append(out, r)
+		}
+	}
+	p.mu.Unlock()
+	for i := range out {
+		if out[i].Host != "" {
+			if name, _, ok := entityInfo(types.ManagedObjectReference{Type: "HostSystem", Value: out[i].Host}); ok {
+				out[i].Host = name
+			}
+		}
+	}
+	return out
+}
+
+// --- file locks
+
+// lockUpdate keeps the lock on a VM's files in line with its power state: a
+// powered-on VM holds it on its host; powered off or suspended, it does not
+// (the VMX process has exited).  The caller holds the VM's lock.
+func (p *peer) lockUpdate(vm *mo.VirtualMachine, state types.VirtualMachinePowerState) {
+	if vm.Config == nil || vm.Config.Files.VmPathName == "" {
+		return
+	}
+	path, id := vm.Config.Files.VmPathName, vm.Self.Value
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if state == types.VirtualMachinePowerStatePoweredOn {
+		if vm.Runtime.Host != nil {
+			p.locks[path] = fileLock{host: vm.Runtime.Host.Value, vm: id}
+		}
+		return
+	}
+	if l, ok := p.locks[path]; ok && l.vm == id {
+		delete(p.locks, path)
+	}
+}
+
+// lockedElsewhere: the host that holds the VM's files for another VM (or for
+// a VM it runs that vCenter no longer lists).  The caller holds the VM's lock.
+func (p *peer) lockedElsewhere(vm *simulator.VirtualMachine) (string, bool) {
+	if vm.Config == nil {
+		return "", false
+	}
+	p.mu.Lock()
+	l, ok := p.locks[vm.Config.Files.VmPathName]
+	p.mu.Unlock()
+	if !ok || l.vm == vm.Self.Value {
+		return "", false
+	}
+	name, _, _ := entityInfo(types.ManagedObjectReference{Type: "HostSystem", Value: l.host})
+	return name, true
+}
+
+// lockFault is what vCenter answers a power-on of a VM whose files another
+// host holds: the ESXi host cannot open the disk (GenericVmConfigFault with
+// msg.disk.noBackEnd and msg.fileio.lock, "Failed to lock the file"; see
+// README).  It returns the fault and the task's localized message.  The
+// caller holds the VM's lock.
+func (p *peer) lockFault(vm *simulator.VirtualMachine) (types.BaseMethodFault, string) {
+	disk := diskPath(vm)
+	if vm.Config != nil && disk == vm.Config.Files.VmPathName {
+		// The simulator registers a .vmx without reading it: no devices.
+		// The disk is the one the VM had when it was last seen with them.
+		p.mu.Lock()
+		if d, ok := p.disks[disk]; ok {
+			disk = d
+		}
+		p.mu.Unlock()
+	}
+	open := fmt.Sprintf("Cannot open the disk '%s' or one of the snapshot disks it depends on.", disk)
+	const lock = "Failed to lock the file"
+	f := &types.GenericVmConfigFault{Reason: lock}
+	f.FaultMessage = []types.LocalizableMessage{
+		{Key: "msg.disk.noBackEnd", Arg: []types.KeyAnyValue{{Key: "1", Value: disk}}, Message: open},
+		{Key: "msg.fileio.lock", Message: lock},
+	}
+	return f, fmt.Sprintf("An error was received from the ESX host while powering on VM %s. "+
+		"Failed to start the virtual machine. %s %s", vm.Name, open, lock)
+}
+
+// diskPath: the VM's first virtual disk file, else its .vmx.
+func diskPath(vm *simulator.VirtualMachine) string {
+	if vm.Config == nil {
+		return ""
+	}
+	for _, d := range vm.Config.Hardware.Device {
+		if disk, ok := d.(*types.VirtualDisk); ok {
+			if b, ok := disk.Backing.(types.BaseVirtualDeviceFileBackingInfo); ok {
+				if name := b.GetVirtualDeviceFileBackingInfo().FileName; name != "" {
+					return name
+				}
+			}
+		}
+	}
+	return vm.Config.Files.VmPathName
+}
+
+// offOnItsHost: the VM's host is powered off, so the VM does not run
+// whatever vCenter last saw.
+func (p *peer) offOnItsHost(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.truth[id]
+	return ok && s != types.VirtualMachinePowerStatePoweredOn
 }
 
 // freezer makes the SOAP service silent: while it is frozen, every request
@@ -295,27 +686,38 @@ func (w *watcher) UpdateObject(o mo.Reference, changes []types.PropertyChange) {
 			continue
 		}
 		state := types.VirtualMachinePowerState(fmt.Sprint(c.Val))
-		// vSphere: runtime.bootTime is the last power-on, unset while off
-		// (govmomi 0.24 never sets it). The caller holds the VM lock.
-		var boot *time.Time
-		if state == types.VirtualMachinePowerStatePoweredOn {
-			now := time.Now().UTC()
-			boot = &now
-		}
-		if vm, ok := o.(*mo.VirtualMachine); ok { // Registry.Update passes the registered object
-			vm.Runtime.BootTime = boot
-			vm.Summary.Runtime.BootTime = boot
+		// Registry.Update passes the registered object; the caller holds the VM lock.
+		vm, ok := o.(*mo.VirtualMachine)
+		if ok {
+			// vSphere: runtime.bootTime is set on a power-on from poweredOff,
+			// cleared on power-off, and not changed by suspend or resume
+			// (govmomi 0.24 only sets summary.runtime.bootTime, on every
+			// power-on, and clears it on suspend).
+			switch state {
+			case types.VirtualMachinePowerStatePoweredOn:
+				if vm.Runtime.BootTime == nil {
+					now := time.Now().UTC()
+					vm.Runtime.BootTime = &now
+				}
+			case types.VirtualMachinePowerStatePoweredOff:
+				vm.Runtime.BootTime = nil
+			}
+			vm.Summary.Runtime.BootTime = vm.Runtime.BootTime
+			w.p.lockUpdate(vm, state)
 		}
 		tools := w.p.toolsWanted(ref.Value)
 		if !tools {
 			// Tools are not wanted on this VM: leave the guest info alone
 			// (simulator default: toolsNotInstalled) unless they were running.
-			vm, ok := o.(*mo.VirtualMachine)
 			if !ok || vm.Guest == nil || vm.Guest.ToolsRunningStatus != string(types.VirtualMachineToolsRunningStatusGuestToolsRunning) {
 				continue
 			}
 		}
-		// The caller holds the VM lock (simulator convention for Map.Update).
+		if tools && state == types.VirtualMachinePowerStatePoweredOn {
+			w.p.toolsBoot(o, ref) // Tools start some time after the power-on
+			continue
+		}
+		w.p.cancelTools(ref.Value)
 		simulator.Map.Update(o, guestChanges(state, tools))
 	}
 }
@@ -470,9 +872,12 @@ func (h *vmHook) ShutdownGuest(ctx *simulator.Context, req *types.ShutdownGuest)
 		body.Fault_ = notFound(ref)
 		return body
 	}
-	var res soap.HasFault
 	var delay time.Duration
+	hung := false
+	seq := 0
+	var ev eventRefs
 	simulator.Map.WithLock(vm, func() {
+		seq = h.p.recordOp("ShutdownGuest", vm)
 		if disabled(vm, "ShutdownGuest") {
 			body.Fault_ = simulator.Fault("method is disabled", &types.MethodDisabled{})
 			return
@@ -481,44 +886,79 @@ func (h *vmHook) ShutdownGuest(ctx *simulator.Context, req *types.ShutdownGuest)
 			body.Fault_ = f
 			return
 		}
-		if h.p.vmFlags(ref.Value).ignoreShutdown {
+		ev = vmEventLocked(vm)
+		if hung = h.p.vmFlags(ref.Value).ignoreShutdown; hung {
 			return // hung guest: accepted, nothing happens
 		}
 		if delay = h.p.delayFor(ref.Value); delay > 0 {
 			simulator.Map.Update(vm, []types.PropertyChange{{Name: "guest.guestState", Val: "shuttingDown"}})
-			return
 		}
-		res = delegate(ctx, ref, func() soap.HasFault {
-			return vm.ShutdownGuest(ctx, &types.ShutdownGuest{This: ref})
-		})
 	})
-	if res != nil {
-		return res
+	if body.Fault_ != nil {
+		h.p.finishTaskOp(seq, body)
+		return body
 	}
-	if body.Fault_ == nil {
-		body.Res = new(types.ShutdownGuestResponse)
-		if delay > 0 {
-			go h.p.delayedShutdown(ref, delay)
-		}
+	body.Res = new(types.ShutdownGuestResponse)
+	h.p.finishOp(seq, nil)
+	// vSphere's VmGuestShutdownEvent is "a guest shutdown request event":
+	// vCenter logs it when it passes the request on, whether or not the
+	// guest then acts; VmPoweredOffEvent follows when the guest powers off.
+	h.p.postEvent(&types.VmGuestShutdownEvent{VmEvent: ev.event()})
+	switch {
+	case hung:
+	case delay > 0:
+		go h.p.delayedShutdown(ref, delay)
+	default:
+		h.p.guestPowersOff(ref)
 	}
 	return body
 }
 
-// delayedShutdown completes an accepted ShutdownGuest after a delay, through
-// the in-process client (so the simulator's own implementation and locking apply).
+// delayedShutdown completes an accepted ShutdownGuest after a delay.
 func (p *peer) delayedShutdown(ref types.ManagedObjectReference, delay time.Duration) {
 	time.Sleep(delay)
+	if vm := getVM(ref.Value); vm == nil || p.vmFlags(ref.Value).ignoreShutdown {
+		return
+	}
+	p.guestPowersOff(ref)
+}
+
+// guestPowersOff: the guest OS has shut down and the VM powers itself off.
+// vCenter sees it (VmPoweredOffEvent) unless it has lost the VM's host: then
+// the VM is off on its host only, and vCenter learns it when the host
+// connects again (see resync).  The guest's own power-off is no
+// PowerOffVM_Task, and no VmGuestShutdownEvent is posted again.
+func (p *peer) guestPowersOff(ref types.ManagedObjectReference) {
 	vm := getVM(ref.Value)
-	if vm == nil || p.vmFlags(ref.Value).ignoreShutdown {
+	if vm == nil || p.offOnItsHost(ref.Value) {
 		return
 	}
-	var on bool
-	simulator.Map.WithLock(vm, func() { on = vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn })
-	if !on {
-		return
-	}
-	if _, err := methods.ShutdownGuest(context.Background(), p.client, &types.ShutdownGuest{This: ref}); err != nil {
-		log.Printf("delayed shutdown of %s: %v", ref.Value, err)
+	off := types.VirtualMachinePowerStatePoweredOff
+	var ev eventRefs
+	seen := false
+	simulator.Map.WithLock(vm, func() {
+		if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+			return
+		}
+		if hostFault(vm, false) != nil {
+			p.mu.Lock()
+			p.truth[ref.Value] = off
+			if l, ok := p.locks[vm.Config.Files.VmPathName]; ok && l.vm == ref.Value {
+				delete(p.locks, vm.Config.Files.VmPathName)
+			}
+			delete(p.toolsPending, ref.Value)
+			p.mu.Unlock()
+			return
+		}
+		ev = vmEventLocked(vm)
+		simulator.Map.Update(vm, []types.PropertyChange{
+			{Name: "runtime.powerState", Val: off},
+			{Name: "summary.runtime.powerState", Val: off},
+		})
+		seen = true
+	})
+	if seen {
+		p.postEvent(&types.VmPoweredOffEvent{VmEvent: ev.event()})
 	}
 }
 
@@ -529,61 +969,89 @@ func (h *vmHook) RebootGuest(ctx *simulator.Context, req *types.RebootGuest) soa
 		body.Fault_ = notFound(ref)
 		return body
 	}
-	var name string
 	hung := false
+	seq := 0
+	var ev eventRefs
 	simulator.Map.WithLock(vm, func() {
+		seq = h.p.recordOp("RebootGuest", vm)
 		if disabled(vm, "RebootGuest") {
 			body.Fault_ = simulator.Fault("method is disabled", &types.MethodDisabled{})
 			return
 		}
-		body.Fault_ = h.guestPrecheck(vm)
-		name = vm.Name
-		hung = h.p.vmFlags(ref.Value).ignoreShutdown
+		if body.Fault_ = h.guestPrecheck(vm); body.Fault_ != nil {
+			return
+		}
+		ev = vmEventLocked(vm)
+		if hung = h.p.vmFlags(ref.Value).ignoreShutdown; !hung {
+			// govmomi 0.24 has no RebootGuest.  The VM stays powered on
+			// (runtime.bootTime unchanged); its Tools stop with the guest OS
+			// and start again after the tools delay.
+			h.p.toolsBoot(vm, ref)
+		}
 	})
 	if body.Fault_ != nil {
+		h.p.finishTaskOp(seq, body)
 		return body
 	}
 	body.Res = new(types.RebootGuestResponse)
-	if !hung {
-		// govmomi 0.24 has no RebootGuest; the VM simply stays powered on.
-		go h.p.postEvent(&types.VmGuestRebootEvent{VmEvent: vmEvent(ref, name)})
-	}
+	h.p.finishOp(seq, nil)
+	h.p.postEvent(&types.VmGuestRebootEvent{VmEvent: ev.event()}) // a guest reboot request event
 	return body
 }
 
+// eventRefs is what a VM event needs from the VM, taken under its lock; the
+// event itself is built (evRefs.event) after the lock is released, since it
+// reads the host, the compute resource and the folders above the VM, and the
+// peer takes folder locks before VM locks elsewhere (RegisterVM_Task).
+type eventRefs struct {
+	ref          types.ManagedObjectReference
+	name         string
+	host, parent *types.ManagedObjectReference
+}
+
+func vmEventLocked(vm *simulator.VirtualMachine) eventRefs {
+	return eventRefs{vm.Self, vm.Name, copyRef(vm.Runtime.Host), copyRef(vm.Parent)}
+}
+
+func (e eventRefs) event() types.VmEvent { return eventArgs(e.ref, e.name, e.host, e.parent) }
+
 // vmEvent fills the arguments the simulator's event message templates use.
 func vmEvent(ref types.ManagedObjectReference, name string) types.VmEvent {
-	ev := types.Event{Vm: &types.VmEventArgument{EntityEventArgument: types.EntityEventArgument{Name: name}, Vm: ref}}
-	var href *types.ManagedObjectReference
+	var href, parent *types.ManagedObjectReference
 	if vm := getVM(ref.Value); vm != nil {
 		simulator.Map.WithLock(vm, func() {
-			if vm.Runtime.Host != nil {
-				h := *vm.Runtime.Host
-				href = &h
-			}
+			href, parent = copyRef(vm.Runtime.Host), copyRef(vm.Parent)
 		})
 	}
+	return eventArgs(ref, name, href, parent)
+}
+
+// eventArgs: the VM, host, compute resource and datacenter arguments of a
+// VM event (the VM's own lock must not be held by the caller for a VM's
+// parent chain lookup; host and folders are locked one at a time).
+func eventArgs(ref types.ManagedObjectReference, name string, href, parent *types.ManagedObjectReference) types.VmEvent {
+	ev := types.Event{Vm: &types.VmEventArgument{EntityEventArgument: types.EntityEventArgument{Name: name}, Vm: ref}}
 	if href != nil {
-		hname, parent, _ := entityInfo(*href)
+		hname, hparent, _ := entityInfo(*href)
 		ev.Host = &types.HostEventArgument{EntityEventArgument: types.EntityEventArgument{Name: hname}, Host: *href}
-		if parent != nil {
-			crname, _, _ := entityInfo(*parent)
+		if hparent != nil {
+			crname, _, _ := entityInfo(*hparent)
 			ev.ComputeResource = &types.ComputeResourceEventArgument{
-				EntityEventArgument: types.EntityEventArgument{Name: crname}, ComputeResource: *parent}
+				EntityEventArgument: types.EntityEventArgument{Name: crname}, ComputeResource: *hparent}
 		}
 	}
-	for cur := ref; ; {
-		_, parent, ok := entityInfo(cur)
-		if !ok || parent == nil {
-			break
-		}
-		if parent.Type == "Datacenter" {
-			dcname, _, _ := entityInfo(*parent)
+	for cur := parent; cur != nil; {
+		if cur.Type == "Datacenter" {
+			dcname, _, _ := entityInfo(*cur)
 			ev.Datacenter = &types.DatacenterEventArgument{
-				EntityEventArgument: types.EntityEventArgument{Name: dcname}, Datacenter: *parent}
+				EntityEventArgument: types.EntityEventArgument{Name: dcname}, Datacenter: *cur}
 			break
 		}
-		cur = *parent
+		_, next, ok := entityInfo(*cur)
+		if !ok {
+			break
+		}
+		cur = next
 	}
 	return types.VmEvent{Event: ev}
 }
@@ -601,9 +1069,24 @@ func (p *peer) postEvent(ev types.BaseEvent) {
 // failedTask returns the reference of a task that has already failed with f,
 // as vCenter does for power operations refused by a pre-check.
 func failedTask(ref types.ManagedObjectReference, name string, f types.BaseMethodFault) types.ManagedObjectReference {
-	return simulator.CreateTask(ref, name, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+	return failedTaskMsg(ref, name, f, "")
+}
+
+// failedTaskMsg: failedTask with vCenter's own words as the error's
+// localizedMessage (the simulator puts the Go type name there).
+func failedTaskMsg(ref types.ManagedObjectReference, name string, f types.BaseMethodFault, msg string) types.ManagedObjectReference {
+	task := simulator.CreateTask(ref, name, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
 		return nil, f
-	}).Run()
+	})
+	tref := task.Run()
+	if msg != "" {
+		simulator.Map.WithLock(task, func() {
+			simulator.Map.Update(task, []types.PropertyChange{
+				{Name: "info.error", Val: types.LocalizedMethodFault{Fault: f, LocalizedMessage: msg}},
+			})
+		})
+	}
+	return tref
 }
 
 // inProcess runs a power operation through the in-process client (the
@@ -630,10 +1113,12 @@ func taskOutcome(ref types.ManagedObjectReference) (types.AnyType, types.BaseMet
 // delayedTask is a power task that runs for d (POST /vm/{id}/task_delay):
 // it is returned running, and when d is over it fails if vCenter lost the
 // VM's host meanwhile (HostNotReachable when the host is notResponding,
-// HostNotConnected when it is disconnected: the VM stays as it was);
-// otherwise it runs the simulator's own operation.  The caller holds the
-// VM's lock and has done the pre-checks.
-func (p *peer) delayedTask(ref types.ManagedObjectReference, method, taskName string, d time.Duration, run inProcess) types.ManagedObjectReference {
+// HostNotConnected when it is disconnected: the VM stays as it was), and a
+// power-on fails if another host holds the VM's files; otherwise it runs the
+// simulator's own operation.  With d never it stays running for ever.  seq
+// is its line in the operations log.  The caller holds the VM's lock and has
+// done the pre-checks.
+func (p *peer) delayedTask(ref types.ManagedObjectReference, method, taskName string, d time.Duration, seq int, run inProcess) types.ManagedObjectReference {
 	task := simulator.CreateTask(ref, taskName, nil)
 	simulator.Map.WithLock(task, func() {
 		simulator.Map.Update(task, []types.PropertyChange{
@@ -644,21 +1129,32 @@ func (p *peer) delayedTask(ref types.ManagedObjectReference, method, taskName st
 	p.mu.Lock()
 	p.tasks[ref.Value] = method
 	p.mu.Unlock()
+	if d < 0 {
+		return task.Self // a task that never finishes: runningTask names it for ever
+	}
 	go func() {
 		time.Sleep(d)
 		var res types.AnyType
 		var fault types.BaseMethodFault
+		msg := ""
 		vm := getVM(ref.Value)
 		if vm == nil {
 			fault = &types.ManagedObjectNotFound{Obj: ref}
 		} else {
 			var href *types.ManagedObjectReference
-			simulator.Map.WithLock(vm, func() { href = vm.Runtime.Host })
+			simulator.Map.WithLock(vm, func() {
+				href = vm.Runtime.Host
+				if method == "PowerOnVM_Task" {
+					if _, locked := p.lockedElsewhere(vm); locked {
+						fault, msg = p.lockFault(vm)
+					}
+				}
+			})
 			switch cs, _, _ := hostRefState(href); cs {
 			case types.HostSystemConnectionStateNotResponding:
-				fault = &types.HostNotReachable{}
+				fault, msg = &types.HostNotReachable{}, ""
 			case types.HostSystemConnectionStateDisconnected:
-				fault = &types.HostNotConnected{}
+				fault, msg = &types.HostNotConnected{}, ""
 			}
 		}
 		if fault == nil {
@@ -673,7 +1169,10 @@ func (p *peer) delayedTask(ref types.ManagedObjectReference, method, taskName st
 		state := types.TaskInfoStateSuccess
 		if fault != nil {
 			state = types.TaskInfoStateError
-			info = types.LocalizedMethodFault{Fault: fault, LocalizedMessage: fmt.Sprintf("%T", fault)}
+			if msg == "" {
+				msg = fmt.Sprintf("%T", fault)
+			}
+			info = types.LocalizedMethodFault{Fault: fault, LocalizedMessage: msg}
 		}
 		simulator.Map.WithLock(task, func() {
 			simulator.Map.Update(task, []types.PropertyChange{
@@ -683,6 +1182,7 @@ func (p *peer) delayedTask(ref types.ManagedObjectReference, method, taskName st
 				{Name: "info.error", Val: info},
 			})
 		})
+		p.finishOp(seq, fault)
 		p.mu.Lock()
 		delete(p.tasks, ref.Value)
 		p.mu.Unlock()
@@ -690,9 +1190,10 @@ func (p *peer) delayedTask(ref types.ManagedObjectReference, method, taskName st
 	return task.Self
 }
 
-// powerTask is the common shape of the four power task hooks.
+// powerTask is the common shape of the four power task hooks.  Every call
+// is logged (GET /operations) with its outcome.
 func (h *vmHook) powerTask(ctx *simulator.Context, method, taskName string, checkMaintenance bool,
-	extra func(*simulator.VirtualMachine) types.BaseMethodFault,
+	extra func(*simulator.VirtualMachine) (types.BaseMethodFault, string),
 	native func(*simulator.VirtualMachine, types.ManagedObjectReference) soap.HasFault,
 	later inProcess,
 	wrap func(types.ManagedObjectReference) soap.HasFault, notFoundBody func(*soap.Fault) soap.HasFault) soap.HasFault {
@@ -701,30 +1202,48 @@ func (h *vmHook) powerTask(ctx *simulator.Context, method, taskName string, chec
 		return notFoundBody(notFound(ref))
 	}
 	var res soap.HasFault
+	seq := 0
+	delayed := false
 	simulator.Map.WithLock(vm, func() {
+		seq = h.p.recordOp(method, vm)
 		if disabled(vm, method) {
 			res = notFoundBody(simulator.Fault("method is disabled", &types.MethodDisabled{}))
 			return
 		}
-		f := hostFault(vm, checkMaintenance)
+		f, msg := hostFault(vm, checkMaintenance), ""
 		if f == nil && extra != nil {
-			f = extra(vm)
+			f, msg = extra(vm)
 		}
 		if f != nil {
-			res = wrap(failedTask(ref, taskName, f))
+			res = wrap(failedTaskMsg(ref, taskName, f, msg))
 			return
 		}
-		if d := h.p.taskDelayFor(ref.Value); d > 0 {
-			res = wrap(h.p.delayedTask(ref, method, taskName, d, later))
+		if d := h.p.taskDelayFor(ref.Value); d != 0 {
+			delayed = true
+			res = wrap(h.p.delayedTask(ref, method, taskName, d, seq, later))
 			return
 		}
 		res = delegate(ctx, ref, func() soap.HasFault { return native(vm, ref) })
 	})
+	if !delayed {
+		h.p.finishTaskOp(seq, res)
+	}
 	return res
 }
 
 func (h *vmHook) PowerOnVMTask(ctx *simulator.Context, req *types.PowerOnVM_Task) soap.HasFault {
-	return h.powerTask(ctx, "PowerOnVM_Task", "powerOn", true, nil,
+	// Another host holds the VM's files (it runs the VM, registered there or
+	// no longer listed by vCenter): the ESXi host cannot open the disk.
+	locked := func(vm *simulator.VirtualMachine) (types.BaseMethodFault, string) {
+		if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
+			return nil, "" // the simulator's InvalidPowerState
+		}
+		if _, ok := h.p.lockedElsewhere(vm); ok {
+			return h.p.lockFault(vm)
+		}
+		return nil, ""
+	}
+	return h.powerTask(ctx, "PowerOnVM_Task", "powerOn", true, locked,
 		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
 			r := *req
 			r.This = ref
@@ -763,14 +1282,14 @@ func (h *vmHook) PowerOffVMTask(ctx *simulator.Context, req *types.PowerOffVM_Ta
 
 func (h *vmHook) ResetVMTask(ctx *simulator.Context, req *types.ResetVM_Task) soap.HasFault {
 	// govmomi 0.24 resets a suspended VM into poweredOn; vCenter refuses.
-	onlyWhenOn := func(vm *simulator.VirtualMachine) types.BaseMethodFault {
+	onlyWhenOn := func(vm *simulator.VirtualMachine) (types.BaseMethodFault, string) {
 		if vm.Runtime.PowerState == types.VirtualMachinePowerStateSuspended {
 			return &types.InvalidPowerState{
 				RequestedState: types.VirtualMachinePowerStatePoweredOn,
 				ExistingState:  vm.Runtime.PowerState,
-			}
+			}, ""
 		}
-		return nil
+		return nil, ""
 	}
 	return h.powerTask(ctx, "ResetVM_Task", "reset", false, onlyWhenOn,
 		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
@@ -791,14 +1310,14 @@ func (h *vmHook) ResetVMTask(ctx *simulator.Context, req *types.ResetVM_Task) so
 
 func (h *vmHook) SuspendVMTask(ctx *simulator.Context, req *types.SuspendVM_Task) soap.HasFault {
 	// govmomi 0.24 lets a powered-off VM be "suspended"; vCenter refuses.
-	onlyWhenOn := func(vm *simulator.VirtualMachine) types.BaseMethodFault {
+	onlyWhenOn := func(vm *simulator.VirtualMachine) (types.BaseMethodFault, string) {
 		if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff {
 			return &types.InvalidPowerState{
 				RequestedState: types.VirtualMachinePowerStatePoweredOn,
 				ExistingState:  vm.Runtime.PowerState,
-			}
+			}, ""
 		}
-		return nil
+		return nil, ""
 	}
 	return h.powerTask(ctx, "SuspendVM_Task", "suspend", false, onlyWhenOn,
 		func(vm *simulator.VirtualMachine, ref types.ManagedObjectReference) soap.HasFault {
@@ -1020,6 +1539,14 @@ func (p *peer) moveVM(vm *simulator.VirtualMachine, href, pool types.ManagedObje
 		}
 	})
 	self := vm.Self
+	// A running VM's files are held by the host that runs it: vMotion hands them over.
+	p.mu.Lock()
+	for path, l := range p.locks {
+		if l.vm == self.Value {
+			p.locks[path] = fileLock{host: href.Value, vm: l.vm}
+		}
+	}
+	p.mu.Unlock()
 	if oldHost != nil && *oldHost != href {
 		vmListRemove(*oldHost, self)
 	}
@@ -1124,7 +1651,12 @@ func (h *vmHook) UnregisterVM(ctx *simulator.Context, req *types.UnregisterVM) s
 	var res soap.HasFault
 	var vmx string
 	var ident vmIdentity
+	var host *types.ManagedObjectReference
+	var boot *time.Time
+	cutOff, wasOn := false, false
+	seq := 0
 	simulator.Map.WithLock(vm, func() {
+		seq = h.p.recordOp("UnregisterVM", vm)
 		if disabled(vm, "UnregisterVM") {
 			body.Fault_ = simulator.Fault("method is disabled", &types.MethodDisabled{})
 			res = body
@@ -1135,13 +1667,20 @@ func (h *vmHook) UnregisterVM(ctx *simulator.Context, req *types.UnregisterVM) s
 			vmx = vm.Config.Files.VmPathName
 			ident.uuid, ident.instanceUUID = vm.Config.Uuid, vm.Config.InstanceUuid
 		}
+		host, boot = copyRef(vm.Runtime.Host), vm.Runtime.BootTime
+		if d := diskPath(vm); vmx != "" && d != vmx {
+			h.p.mu.Lock()
+			h.p.disks[vmx] = d
+			h.p.mu.Unlock()
+		}
 		// The simulator only looks at runtime.powerState.  For a VM on a host
 		// vCenter cannot reach, that is a last known state, and vCenter
 		// removes the VM anyway: let the simulator see it powered off.  The
 		// object leaves the registry, so nobody sees the change (it is
 		// undone if the simulator refuses all the same).
 		saved := vm.Runtime.PowerState
-		if hostFault(vm, false) != nil {
+		wasOn = saved == types.VirtualMachinePowerStatePoweredOn
+		if cutOff = hostFault(vm, false) != nil; cutOff {
 			vm.Runtime.PowerState = types.VirtualMachinePowerStatePoweredOff
 		}
 		res = delegate(ctx, ref, func() soap.HasFault {
@@ -1149,6 +1688,7 @@ func (h *vmHook) UnregisterVM(ctx *simulator.Context, req *types.UnregisterVM) s
 		})
 		vm.Runtime.PowerState = saved
 	})
+	h.p.finishTaskOp(seq, res)
 	if res.Fault() != nil {
 		return res
 	}
@@ -1156,9 +1696,27 @@ func (h *vmHook) UnregisterVM(ctx *simulator.Context, req *types.UnregisterVM) s
 	ident.flags = &f
 	h.p.mu.Lock()
 	delete(h.p.flags, ref.Value)
+	delete(h.p.toolsPending, ref.Value)
 	if vmx != "" {
 		h.p.unregistered[vmx] = ident
 	}
+	// vCenter only forgets the VM.  A host it cannot reach still has it
+	// registered and, unless the host went down, still runs it and holds
+	// its files; vCenter takes it back when the host connects again.
+	running := false
+	if cutOff && host != nil && vmx != "" {
+		s, diverged := h.p.truth[ref.Value]
+		running = (diverged && s == types.VirtualMachinePowerStatePoweredOn) || (!diverged && wasOn)
+		h.p.orphans[host.Value] = append(h.p.orphans[host.Value], orphanVM{path: vmx, ident: ident, running: running, bootTime: boot})
+	}
+	if l, ok := h.p.locks[vmx]; ok && l.vm == ref.Value {
+		if running {
+			h.p.locks[vmx] = fileLock{host: l.host}
+		} else {
+			delete(h.p.locks, vmx)
+		}
+	}
+	delete(h.p.truth, ref.Value)
 	h.p.mu.Unlock()
 	// The hook object stays: a call already routed to it answers
 	// ManagedObjectNotFound for the VM, and later calls are not routed.
@@ -1198,7 +1756,28 @@ func (h *folderHook) RegisterVMTask(ctx *simulator.Context, req *types.RegisterV
 	h.p.relocMu.Lock()
 	defer h.p.relocMu.Unlock()
 
+	op := opRecord{Op: "RegisterVM_Task", Path: req.Path, Name: req.Name, Result: "running"}
+	if req.Host != nil {
+		op.Host = req.Host.Value
+	}
+	seq := h.p.addOp(op)
 	var res soap.HasFault
+	var newVM *simulator.VirtualMachine
+	defer func() {
+		if newVM == nil {
+			h.p.finishTaskOp(seq, res)
+			return
+		}
+		simulator.Map.WithLock(newVM, func() {
+			h.p.finishOpWith(seq, func(r *opRecord) {
+				r.Result, r.VM, r.Name = "success", newVM.Self.Value, newVM.Name
+				r.InstanceUUID = newVM.Config.InstanceUuid
+				if newVM.Runtime.Host != nil {
+					r.Host = newVM.Runtime.Host.Value
+				}
+			})
+		})
+	}()
 	simulator.Map.WithLock(folder, func() {
 		if disabledMethod(folder.DisabledMethod, "RegisterVM_Task") {
 			body.Fault_ = simulator.Fault("method is disabled", &types.MethodDisabled{})
@@ -1223,6 +1802,7 @@ func (h *folderHook) RegisterVMTask(ctx *simulator.Context, req *types.RegisterV
 		if vmRef, ok := task.Info.Result.(types.ManagedObjectReference); ok {
 			if vm := getVM(vmRef.Value); vm != nil {
 				h.p.registered(vm, r.Path, r.AsTemplate, ident, known)
+				newVM = vm
 			}
 		}
 	})
@@ -1421,9 +2001,23 @@ func randomUUID() string {
 // ---------------------------------------------------------------------------
 // searchHook: SearchIndex.FindByUuid and FindAllByUuid (the latter is missing
 // from govmomi 0.24).  Unlike the simulator's FindByUuid, the datacenter
-// argument limits the search, as on vCenter, and the first match is the same
-// on every call (lowest moref) instead of a random one.  UUIDs are compared
-// exactly, as the simulator does.
+// argument limits the search, as on vCenter.  Among several matches
+// FindByUuid answers any one, picked at random on every call, and
+// FindAllByUuid lists them in a random order: vSphere promises no order, so
+// a client must not depend on one.  UUIDs are compared exactly, as the
+// simulator does.
+
+func (p *peer) intn(n int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rng.Intn(n)
+}
+
+func (p *peer) shuffle(refs []types.ManagedObjectReference) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rng.Shuffle(len(refs), func(i, j int) { refs[i], refs[j] = refs[j], refs[i] })
+}
 
 type searchHook struct {
 	Self types.ManagedObjectReference
@@ -1443,7 +2037,9 @@ func (s *searchHook) FindByUuid(req *types.FindByUuid) soap.HasFault {
 	}
 	body.Res = &types.FindByUuidResponse{}
 	if len(refs) > 0 {
-		body.Res.Returnval = &refs[0]
+		// vSphere returns one of the matches and promises no order (the
+		// simulator returns whichever its map walk meets first): any one.
+		body.Res.Returnval = &refs[s.p.intn(len(refs))]
 	}
 	return body
 }
@@ -1457,6 +2053,7 @@ func (s *searchHook) FindAllByUuid(req *types.FindAllByUuid) soap.HasFault {
 		body.Fault_ = f
 		return body
 	}
+	s.p.shuffle(refs) // "all matching entities", in no promised order
 	body.Res = &types.FindAllByUuidResponse{Returnval: refs}
 	return body
 }
@@ -1544,6 +2141,60 @@ func datacenterOf(ref types.ManagedObjectReference) *types.ManagedObjectReferenc
 }
 
 // ---------------------------------------------------------------------------
+// eventHook: EventManager.QueryEvents.  vSphere answers with the latest
+// events that match the filter (an event history collector's latest page:
+// "the oldest events are removed ... to keep the size of the page").
+// govmomi 0.24 fills the page walking its event ring the wrong way: it
+// returns the newest matching event and then the oldest ones.  The hook
+// collects every matching event through the simulator's own collector (one
+// of the ring's size, which it walks whole), and answers the newest
+// maxCount of them (1000 when unset), newest first.
+
+type eventHook struct {
+	Self types.ManagedObjectReference
+	p    *peer
+}
+
+func (e *eventHook) Reference() types.ManagedObjectReference { return e.Self }
+
+const eventRingSize = 1000 // the simulator's maxPageSize
+
+func (e *eventHook) QueryEvents(req *types.QueryEvents) soap.HasFault {
+	body := &methods.QueryEventsBody{}
+	ctx := context.Background()
+	em := types.ManagedObjectReference{Type: "EventManager", Value: e.Self.Value}
+	want := int(req.Filter.MaxCount)
+	if want < 0 || want > eventRingSize {
+		body.Fault_ = simulator.Fault("", &types.InvalidArgument{InvalidProperty: "maxCount"})
+		return body
+	}
+	if want == 0 {
+		want = eventRingSize
+	}
+	filter := req.Filter
+	filter.MaxCount = eventRingSize
+	res, err := methods.CreateCollectorForEvents(ctx, e.p.client, &types.CreateCollectorForEvents{This: em, Filter: filter})
+	if err != nil {
+		body.Fault_ = simulator.Fault(err.Error(), &types.SystemError{Reason: err.Error()})
+		return body
+	}
+	var c mo.EventHistoryCollector
+	err = property.DefaultCollector(e.p.client).RetrieveOne(ctx, res.Returnval, []string{"latestPage"}, &c)
+	_, _ = methods.DestroyCollector(ctx, e.p.client, &types.DestroyCollector{This: res.Returnval})
+	if err != nil {
+		body.Fault_ = simulator.Fault(err.Error(), &types.SystemError{Reason: err.Error()})
+		return body
+	}
+	events := c.LatestPage
+	sort.Slice(events, func(i, j int) bool { return events[i].GetEvent().Key > events[j].GetEvent().Key })
+	if len(events) > want {
+		events = events[:want]
+	}
+	body.Res = &types.QueryEventsResponse{Returnval: events}
+	return body
+}
+
+// ---------------------------------------------------------------------------
 // request routing to the hooks
 
 type hookRoute struct {
@@ -1562,6 +2213,7 @@ var (
 	vmRoute     = &hookRoute{from: typeAttr("VirtualMachine"), to: hookType, per: "VirtualMachine"}
 	folderRoute = &hookRoute{from: typeAttr("Folder"), to: folderHookType, per: "Folder"}
 	searchRoute = &hookRoute{from: typeAttr("SearchIndex"), to: searchHookType}
+	eventRoute  = &hookRoute{from: typeAttr("EventManager"), to: eventHookType}
 
 	hookedMethods = map[string]*hookRoute{
 		"ShutdownGuest":   vmRoute,
@@ -1575,6 +2227,7 @@ var (
 		"RegisterVM_Task": folderRoute,
 		"FindByUuid":      searchRoute,
 		"FindAllByUuid":   searchRoute,
+		"QueryEvents":     eventRoute,
 	}
 )
 
@@ -1746,6 +2399,9 @@ type hostState_ struct {
 	Cluster           *string  `json:"cluster"`
 	Datacenter        string   `json:"datacenter"`
 	VMs               []string `json:"vms"`
+	Power             string   `json:"power"`           // the machine: "poweredOn" or "poweredOff" (POST /host/{h}/power)
+	Locks             []string `json:"locks"`           // .vmx paths whose files this host holds
+	Unregistered      []string `json:"unregisteredVms"` // VMs it has that vCenter removed while cut off ("name (path)")
 }
 
 type vmState struct {
@@ -1767,8 +2423,15 @@ type vmState struct {
 	GuestHeartbeatStatus string  `json:"guestHeartbeatStatus"`
 	IgnoreShutdown       bool    `json:"ignoreShutdown"`
 	ShutdownDelay        float64 `json:"shutdownDelaySeconds"`
-	TaskDelay            float64 `json:"taskDelaySeconds"`
-	RunningTask          string  `json:"runningTask"` // a delayed power task under way ("PowerOnVM_Task"), or ""
+	TaskDelay            float64 `json:"taskDelaySeconds"`  // -1: never finish
+	RunningTask          string  `json:"runningTask"`       // a delayed power task under way ("PowerOnVM_Task"), or ""
+	ToolsDelay           float64 `json:"toolsDelaySeconds"` // -1: never start
+	ToolsStarting        bool    `json:"toolsStarting"`     // powered on, Tools not up yet
+	BootTime             string  `json:"bootTime"`          // runtime.bootTime, "" when unset
+	LockedBy             string  `json:"filesLockedBy"`     // host holding the VM's files, "" when none
+	// The VM's power state on its host, when vCenter cannot see it (its
+	// host powered off or cut off); "" when it is what vCenter shows.
+	PowerStateOnHost string `json:"powerStateOnHost"`
 }
 
 func clusterOf(hostRef types.ManagedObjectReference) *string {
@@ -1792,6 +2455,21 @@ func (p *peer) hostInfo(h *simulator.HostSystem) hostState_ {
 	})
 	s.Cluster = clusterOf(h.Self)
 	_, s.Datacenter = inventoryPath(h.Self)
+	s.Power, s.Locks, s.Unregistered = "poweredOn", []string{}, []string{}
+	p.mu.Lock()
+	if p.hostDown[h.Self.Value] {
+		s.Power = "poweredOff"
+	}
+	for path, l := range p.locks {
+		if l.host == h.Self.Value {
+			s.Locks = append(s.Locks, path)
+		}
+	}
+	for _, o := range p.orphans[h.Self.Value] {
+		s.Unregistered = append(s.Unregistered, fmt.Sprintf("%s (%s)", o.ident.name, o.path))
+	}
+	p.mu.Unlock()
+	sort.Strings(s.Locks)
 	s.VMs = []string{}
 	for _, ref := range vms {
 		if name, _, ok := entityInfo(ref); ok {
@@ -1828,6 +2506,17 @@ func (p *peer) vmInfo(vm *simulator.VirtualMachine) vmState {
 			s.GuestState = vm.Guest.GuestState
 		}
 		s.GuestHeartbeatStatus = string(vm.GuestHeartbeatStatus)
+		if vm.Runtime.BootTime != nil {
+			s.BootTime = vm.Runtime.BootTime.UTC().Format(time.RFC3339Nano)
+		}
+		if vm.Config != nil {
+			p.mu.Lock()
+			l, held := p.locks[vm.Config.Files.VmPathName]
+			p.mu.Unlock()
+			if held {
+				s.LockedBy, _, _ = entityInfo(types.ManagedObjectReference{Type: "HostSystem", Value: l.host})
+			}
+		}
 	})
 	if host != nil {
 		s.HostMoref = host.Value
@@ -1841,8 +2530,15 @@ func (p *peer) vmInfo(vm *simulator.VirtualMachine) vmState {
 	f := p.vmFlags(s.Moref)
 	s.IgnoreShutdown = f.ignoreShutdown
 	s.ShutdownDelay = p.delayFor(s.Moref).Seconds()
-	s.TaskDelay = f.taskDelay.Seconds()
+	s.TaskDelay = seconds(f.taskDelay)
 	s.RunningTask = p.runningTask(s.Moref)
+	s.ToolsDelay = seconds(p.toolsDelayFor(s.Moref))
+	p.mu.Lock()
+	s.ToolsStarting = p.toolsPending[s.Moref]
+	if t, ok := p.truth[s.Moref]; ok {
+		s.PowerStateOnHost = string(t)
+	}
+	p.mu.Unlock()
 	return s
 }
 
@@ -1933,6 +2629,9 @@ func findHost(id string) (*simulator.HostSystem, error) {
 // ---------------------------------------------------------------------------
 // mutations (each under the lock of the object it changes)
 
+// setHostConnection sets what vCenter sees of a host.  A host that connects
+// again is re-synchronised (see resync).  The caller must not hold
+// p.creating.
 func (p *peer) setHostConnection(h *simulator.HostSystem, state string) error {
 	var cs types.HostSystemConnectionState
 	switch state {
@@ -1941,11 +2640,22 @@ func (p *peer) setHostConnection(h *simulator.HostSystem, state string) error {
 	default:
 		return errf(http.StatusBadRequest, "state must be connected, disconnected or notResponding")
 	}
+	p.mu.Lock()
+	down := p.hostDown[h.Self.Value]
+	p.mu.Unlock()
+	if down && cs == types.HostSystemConnectionStateConnected {
+		return errf(http.StatusConflict, "host %s is powered off: power it on (POST /host/{h}/power) to connect it", h.Name)
+	}
 	var vms []types.ManagedObjectReference
+	was := types.HostSystemConnectionStateConnected
 	simulator.Map.WithLock(h, func() {
+		was = h.Runtime.ConnectionState
 		status := types.ManagedEntityStatusGreen
+		// vSphere: a host that is disconnected or not responding has power
+		// state "unknown" (HostSystemPowerState).
+		power := types.HostSystemPowerStatePoweredOn
 		if cs != types.HostSystemConnectionStateConnected {
-			status = types.ManagedEntityStatusGray
+			status, power = types.ManagedEntityStatusGray, types.HostSystemPowerStateUnknown
 			if cs == types.HostSystemConnectionStateNotResponding {
 				status = types.ManagedEntityStatusRed
 			}
@@ -1954,6 +2664,7 @@ func (p *peer) setHostConnection(h *simulator.HostSystem, state string) error {
 		simulator.Map.Update(h, []types.PropertyChange{
 			{Name: "runtime.connectionState", Val: cs},
 			{Name: "summary.runtime.connectionState", Val: cs},
+			{Name: "runtime.powerState", Val: power},
 			{Name: "overallStatus", Val: status},
 			{Name: "summary.overallStatus", Val: status},
 		})
@@ -1974,7 +2685,231 @@ func (p *peer) setHostConnection(h *simulator.HostSystem, state string) error {
 			})
 		}
 	}
+	if cs == types.HostSystemConnectionStateConnected && was != cs {
+		p.resync(h)
+	}
 	return nil
+}
+
+// setHostPower powers a host off (a dead host) or on again.  Powered off,
+// the host stops answering vCenter (notResponding), its VMs stop and its
+// hold on their files ends, so that another host can open them; vCenter
+// cannot see any of this and keeps showing the VMs as they last were.
+// Powered on, the host boots and connects to vCenter again (resync); its
+// VMs are then powered off.
+func (p *peer) setHostPower(h *simulator.HostSystem, state string) error {
+	id := h.Self.Value
+	switch state {
+	case "poweredOff", "off":
+		p.mu.Lock()
+		p.hostDown[id] = true
+		for path, l := range p.locks {
+			if l.host == id {
+				delete(p.locks, path)
+			}
+		}
+		for i := range p.orphans[id] {
+			p.orphans[id][i].running = false
+		}
+		p.mu.Unlock()
+		var vms []types.ManagedObjectReference
+		simulator.Map.WithLock(h, func() { vms = append(vms, h.Vm...) })
+		for _, ref := range vms {
+			vm := getVM(ref.Value)
+			if vm == nil {
+				continue
+			}
+			simulator.Map.WithLock(vm, func() {
+				if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
+					p.mu.Lock()
+					p.truth[ref.Value] = types.VirtualMachinePowerStatePoweredOff
+					delete(p.toolsPending, ref.Value)
+					p.mu.Unlock()
+				}
+			})
+		}
+		return p.setHostConnection(h, "notResponding")
+	case "poweredOn", "on":
+		p.mu.Lock()
+		delete(p.hostDown, id)
+		p.mu.Unlock()
+		return p.setHostConnection(h, "connected")
+	}
+	return errf(http.StatusBadRequest, "state must be poweredOn or poweredOff")
+}
+
+// resync is what vCenter does when a host connects again: it reads the
+// host's VMs.  Those it lists get their state on the host (a VM whose host
+// was powered off is powered off); those the host has registered but
+// vCenter removed from its inventory meanwhile (UnregisterVM while the host
+// was cut off) come back into the inventory, in the datacenter's
+// "Discovered virtual machine" folder, running if the host still ran them.
+// When their .vmx is registered on another host too (a recovery), both
+// stay; the returning VM gets a new instanceUuid if the other one has its
+// own (VmInstanceUuidConflictEvent).  See README.
+func (p *peer) resync(h *simulator.HostSystem) {
+	p.creating.Lock()
+	defer p.creating.Unlock()
+	p.relocMu.Lock()
+	defer p.relocMu.Unlock()
+	id := h.Self.Value
+	var vms []types.ManagedObjectReference
+	simulator.Map.WithLock(h, func() { vms = append(vms, h.Vm...) })
+	for _, ref := range vms {
+		p.mu.Lock()
+		state, diverged := p.truth[ref.Value]
+		delete(p.truth, ref.Value)
+		p.mu.Unlock()
+		vm := getVM(ref.Value)
+		if !diverged || vm == nil {
+			continue
+		}
+		simulator.Map.WithLock(vm, func() {
+			if vm.Runtime.PowerState != state {
+				simulator.Map.Update(vm, []types.PropertyChange{
+					{Name: "runtime.powerState", Val: state},
+					{Name: "summary.runtime.powerState", Val: state},
+				})
+			}
+		})
+	}
+	p.mu.Lock()
+	back := p.orphans[id]
+	delete(p.orphans, id)
+	p.mu.Unlock()
+	for _, o := range back {
+		if err := p.rediscover(h, o); err != nil {
+			log.Printf("resync %s: %s: %v", h.Name, o.path, err)
+		}
+	}
+}
+
+const discoveredFolder = "Discovered virtual machine"
+
+// rediscover registers a VM the host still has (see resync).  The caller
+// holds p.creating and p.relocMu.
+func (p *peer) rediscover(h *simulator.HostSystem, o orphanVM) error {
+	ctx := context.Background()
+	dcRef := datacenterOf(h.Self)
+	if dcRef == nil {
+		return fmt.Errorf("no datacenter above %s", h.Name)
+	}
+	dc := simulator.Map.Get(*dcRef).(*simulator.Datacenter)
+	var vmFolder types.ManagedObjectReference
+	simulator.Map.WithLock(dc, func() { vmFolder = dc.VmFolder })
+	folder, err := p.childFolder(vmFolder, discoveredFolder)
+	if err != nil {
+		return err
+	}
+	pool, _ := crInfo(hostCR(h.Self))
+	if pool == nil {
+		return fmt.Errorf("no resource pool for %s", h.Name)
+	}
+	register := func() (types.ManagedObjectReference, error) {
+		task, err := folder.RegisterVM(ctx, o.path, o.ident.name, false,
+			object.NewResourcePool(p.client, *pool), object.NewHostSystem(p.client, h.Self))
+		if err != nil {
+			return types.ManagedObjectReference{}, err
+		}
+		info, err := task.WaitForResult(ctx, nil)
+		if err != nil {
+			return types.ManagedObjectReference{}, err
+		}
+		return info.Result.(types.ManagedObjectReference), nil
+	}
+	var ref types.ManagedObjectReference
+	if other := vmByPath(o.path); other != nil {
+		// The simulator refuses a path that is registered (AlreadyExists);
+		// vCenter lists a VM for each host that has it.  Hide the other
+		// registration from the simulator's check, under that VM's lock.
+		ovm := getVM(other.Value)
+		simulator.Map.WithLock(ovm, func() {
+			saved := ovm.Config.Files.VmPathName
+			ovm.Config.Files.VmPathName = ""
+			ref, err = register()
+			ovm.Config.Files.VmPathName = saved
+		})
+	} else {
+		ref, err = register()
+	}
+	if err != nil {
+		return err
+	}
+	vm := getVM(ref.Value)
+	if vm == nil {
+		return fmt.Errorf("registered %s is gone", ref.Value)
+	}
+	p.mu.Lock()
+	delete(p.unregistered, o.path) // the .vmx's identity is in use again
+	if o.ident.flags != nil {
+		f := *o.ident.flags
+		p.flags[ref.Value] = &f
+	}
+	p.mu.Unlock()
+	iu, conflict := o.ident.instanceUUID, types.ManagedObjectReference{}
+	if iu != "" {
+		if refs, _ := findAllByUUID(nil, iu, true, types.NewBool(true)); len(without(refs, ref)) > 0 {
+			conflict, iu = without(refs, ref)[0], randomUUID()
+		}
+	}
+	var ev eventRefs
+	simulator.Map.WithLock(vm, func() {
+		changes := []types.PropertyChange{}
+		if o.ident.uuid != "" {
+			changes = append(changes,
+				types.PropertyChange{Name: "config.uuid", Val: o.ident.uuid},
+				types.PropertyChange{Name: "summary.config.uuid", Val: o.ident.uuid})
+		}
+		if iu != "" {
+			changes = append(changes,
+				types.PropertyChange{Name: "config.instanceUuid", Val: iu},
+				types.PropertyChange{Name: "summary.config.instanceUuid", Val: iu})
+		}
+		if p.toolsWanted(ref.Value) {
+			changes = append(changes, guestChanges(types.VirtualMachinePowerStatePoweredOff, true)...)
+		}
+		simulator.Map.Update(vm, changes)
+		if o.running {
+			on := types.VirtualMachinePowerStatePoweredOn
+			simulator.Map.Update(vm, []types.PropertyChange{
+				{Name: "runtime.powerState", Val: on},
+				{Name: "summary.runtime.powerState", Val: on},
+			})
+			// it has been running all along: Tools up, its own boot time
+			p.cancelTools(ref.Value)
+			if p.toolsWanted(ref.Value) {
+				simulator.Map.Update(vm, guestChanges(on, true))
+			}
+			if o.bootTime != nil {
+				b := *o.bootTime
+				vm.Runtime.BootTime, vm.Summary.Runtime.BootTime = &b, &b
+			}
+		}
+		ev = vmEventLocked(vm)
+	})
+	p.postEvent(&types.VmDiscoveredEvent{VmEvent: ev.event()})
+	if conflict.Value != "" {
+		name, _, _ := entityInfo(conflict)
+		p.postEvent(&types.VmInstanceUuidConflictEvent{VmEvent: ev.event(), InstanceUuid: o.ident.instanceUUID,
+			ConflictedVm: types.VmEventArgument{EntityEventArgument: types.EntityEventArgument{Name: name}, Vm: conflict}})
+	}
+	return nil
+}
+
+// childFolder returns the folder called name in parent, created if needed.
+func (p *peer) childFolder(parent types.ManagedObjectReference, name string) (*object.Folder, error) {
+	f := simulator.Map.Get(parent).(*simulator.Folder)
+	var children []types.ManagedObjectReference
+	simulator.Map.WithLock(f, func() { children = append(children, f.ChildEntity...) })
+	for _, c := range children {
+		if c.Type != "Folder" {
+			continue
+		}
+		if n, _, _ := entityInfo(c); n == name {
+			return object.NewFolder(p.client, c), nil
+		}
+	}
+	return object.NewFolder(p.client, parent).CreateFolder(context.Background(), name)
 }
 
 func (p *peer) setMaintenance(h *simulator.HostSystem, on bool) {
@@ -1992,6 +2927,7 @@ func (p *peer) setHeartbeat(vm *simulator.VirtualMachine, status string) error {
 	default:
 		return errf(http.StatusBadRequest, "status must be green, yellow, red or gray")
 	}
+	p.cancelTools(vm.Self.Value) // the colour set by hand stays until the next power-on
 	simulator.Map.WithLock(vm, func() {
 		simulator.Map.Update(vm, []types.PropertyChange{
 			{Name: "guestHeartbeatStatus", Val: types.ManagedEntityStatus(status)},
@@ -2006,6 +2942,7 @@ func (p *peer) setHeartbeat(vm *simulator.VirtualMachine, status string) error {
 func (p *peer) setTools(vm *simulator.VirtualMachine, running bool) {
 	id := vm.Self.Value
 	p.setVMFlags(id, func(f *vmFlags) { f.tools = &running })
+	p.cancelTools(id)
 	simulator.Map.WithLock(vm, func() {
 		state := vm.Runtime.PowerState
 		if running {
@@ -2132,8 +3069,28 @@ func (p *peer) power(vm *simulator.VirtualMachine, state string) error {
 	o := object.NewVirtualMachine(p.client, vm.Self)
 	var task *object.Task
 	var err error
+	var host *types.ManagedObjectReference
+	simulator.Map.WithLock(vm, func() { host = copyRef(vm.Runtime.Host) })
+	if host != nil {
+		p.mu.Lock()
+		down := p.hostDown[host.Value]
+		p.mu.Unlock()
+		if down {
+			return errf(http.StatusConflict, "the VM's host %s is powered off", host.Value)
+		}
+	}
 	switch state {
 	case "poweredOn", "on":
+		var holder string
+		locked := false
+		simulator.Map.WithLock(vm, func() {
+			if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
+				holder, locked = p.lockedElsewhere(vm)
+			}
+		})
+		if locked {
+			return errf(http.StatusConflict, "its files are locked by host %s (Failed to lock the file)", holder)
+		}
 		task, err = o.PowerOn(ctx)
 	case "poweredOff", "off":
 		task, err = o.PowerOff(ctx)
@@ -2192,15 +3149,19 @@ func (p *peer) state() interface{} {
 
 const controlHelp = `vcsim test peer control API (JSON bodies)
 GET  /state                              hosts and VMs
+GET  /operations[?vm=ID]                 the power and registration calls received over SOAP, oldest first
 GET  /host/{name-or-moref}               one host
-POST /host/{name}/connection            {"state": "connected"|"disconnected"|"notResponding"}
+POST /host/{name}/connection            {"state": "connected"|"disconnected"|"notResponding"}   what vCenter sees; the host runs on
+POST /host/{name}/power                 {"state": "poweredOff"|"poweredOn"}   the machine: off, its VMs stop and its file locks go; on, it connects
 POST /host/{name}/maintenance           {"on": true}
 GET  /vm/{name-or-uuid-or-moref}         one VM
-POST /vm/{id}/heartbeat                 {"status": "green"|"yellow"|"red"|"gray"}
-POST /vm/{id}/tools                     {"running": true}
+GET  /vm/{id}/operations                 the calls received for this VM (by moref or instanceUuid, across re-registrations)
+POST /vm/{id}/heartbeat                 {"status": "green"|"yellow"|"red"|"gray"}   (drops a Tools start still to come)
+POST /vm/{id}/tools                     {"running": true}   at once (drops a Tools start still to come)
+POST /vm/{id}/tools_delay               {"seconds": 2}   Tools start that long after each power-on; -1 or "never": they never start
 POST /vm/{id}/ignore_shutdown           {"on": true}
 POST /vm/{id}/shutdown_delay            {"seconds": 5}
-POST /vm/{id}/task_delay                {"seconds": 3}   power tasks stay running that long; a host lost meanwhile fails them
+POST /vm/{id}/task_delay                {"seconds": 3}   power tasks stay running that long; a host lost meanwhile fails them; -1 or "never": they never finish
 POST /vm/{id}/rename                    {"name": "new name"}
 POST /vm/{id}/move                      {"folder": "sub/dir"}   (relative to the datacenter's vm folder)
 POST /vm/{id}/relocate                  {"host": "name-or-moref"}
@@ -2210,9 +3171,29 @@ POST /freeze                            {"seconds": 30}   the SOAP service answe
 Path segments are URL-escaped (a name containing "/" is sent as %2F).
 `
 
+// delaySeconds reads {"seconds": n} (n >= 0), and -1 or "never" when
+// neverOK: a delay that never ends.
+func delaySeconds(body map[string]interface{}, neverOK bool) (time.Duration, error) {
+	switch v := body["seconds"].(type) {
+	case float64:
+		if v >= 0 {
+			return time.Duration(v * float64(time.Second)), nil
+		}
+		if neverOK && v == -1 {
+			return never, nil
+		}
+	case string:
+		if neverOK && v == "never" {
+			return never, nil
+		}
+	}
+	if neverOK {
+		return 0, errf(http.StatusBadRequest, "body needs \"seconds\": a number >= 0, or -1 or \"never\"")
+	}
+	return 0, errf(http.StatusBadRequest, "body needs a number \"seconds\" >= 0")
+}
+
 func (p *peer) control(w http.ResponseWriter, r *http.Request) {
-	p.creating.RLock() // see peer.creating
-	defer p.creating.RUnlock()
 	raw := strings.Trim(r.URL.EscapedPath(), "/")
 	var parts []string
 	if raw != "" {
@@ -2250,12 +3231,47 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 		return v, nil
 	}
 
+	// A host that connects again is re-synchronised, which may register VMs
+	// (peer.creating is taken for writing there): these run without the
+	// read lock the other requests hold.
+	if len(parts) == 3 && parts[0] == "host" && r.Method == http.MethodPost && (parts[2] == "connection" || parts[2] == "power") {
+		h, err := findHost(parts[1])
+		if err == nil {
+			var s string
+			if s, err = str("state"); err == nil {
+				if parts[2] == "power" {
+					err = p.setHostPower(h, s)
+				} else {
+					err = p.setHostConnection(h, s)
+				}
+			}
+		}
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		p.creating.RLock()
+		defer p.creating.RUnlock()
+		writeJSON(w, http.StatusOK, p.hostInfo(h))
+		return
+	}
+	p.creating.RLock() // see peer.creating
+	defer p.creating.RUnlock()
+
 	switch {
 	case len(parts) == 0 && r.Method == http.MethodGet:
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, controlHelp)
 	case len(parts) == 1 && parts[0] == "state" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, p.state())
+	case len(parts) == 1 && parts[0] == "operations" && r.Method == http.MethodGet:
+		var match func(opRecord) bool
+		if id := r.URL.Query().Get("vm"); id != "" {
+			match = func(o opRecord) bool {
+				return o.VM == id || o.Name == id || (o.InstanceUUID != "" && strings.EqualFold(o.InstanceUUID, id))
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]interface{}{"operations": p.opsFor(match)})
 	case len(parts) == 1 && parts[0] == "freeze" && (r.Method == http.MethodGet || r.Method == http.MethodPost):
 		if r.Method == http.MethodPost {
 			secs, ok := body["seconds"].(float64)
@@ -2274,15 +3290,6 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case len(parts) == 2 && r.Method == http.MethodGet:
-		case len(parts) == 3 && r.Method == http.MethodPost && parts[2] == "connection":
-			s, err := str("state")
-			if err == nil {
-				err = p.setHostConnection(h, s)
-			}
-			if err != nil {
-				writeErr(w, err)
-				return
-			}
 		case len(parts) == 3 && r.Method == http.MethodPost && parts[2] == "maintenance":
 			on, err := boolean("on")
 			if err != nil {
@@ -2306,6 +3313,19 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, p.vmInfo(vm))
 			return
 		}
+		if len(parts) == 3 && parts[2] == "operations" && r.Method == http.MethodGet {
+			var iu string
+			simulator.Map.WithLock(vm, func() {
+				if vm.Config != nil {
+					iu = vm.Config.InstanceUuid
+				}
+			})
+			ops := p.opsFor(func(o opRecord) bool {
+				return o.VM == id || (iu != "" && strings.EqualFold(o.InstanceUUID, iu))
+			})
+			writeJSON(w, http.StatusOK, map[string]interface{}{"operations": ops})
+			return
+		}
 		if len(parts) != 3 || r.Method != http.MethodPost {
 			writeErr(w, errf(http.StatusNotFound, "unknown VM action %s %s", r.Method, r.URL.Path))
 			return
@@ -2315,6 +3335,11 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 			var s string
 			if s, err = str("status"); err == nil {
 				err = p.setHeartbeat(vm, s)
+			}
+		case "tools_delay":
+			var d time.Duration
+			if d, err = delaySeconds(body, true); err == nil {
+				p.setVMFlags(id, func(f *vmFlags) { f.toolsDelay = &d })
 			}
 		case "tools":
 			var on bool
@@ -2327,19 +3352,14 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 				p.setVMFlags(id, func(f *vmFlags) { f.ignoreShutdown = on })
 			}
 		case "shutdown_delay":
-			secs, ok := body["seconds"].(float64)
-			if !ok || secs < 0 {
-				err = errf(http.StatusBadRequest, "body needs a number \"seconds\" >= 0")
-			} else {
-				d := time.Duration(secs * float64(time.Second))
+			var d time.Duration
+			if d, err = delaySeconds(body, false); err == nil {
 				p.setVMFlags(id, func(f *vmFlags) { f.shutdownDelay = &d })
 			}
 		case "task_delay":
-			secs, ok := body["seconds"].(float64)
-			if !ok || secs < 0 {
-				err = errf(http.StatusBadRequest, "body needs a number \"seconds\" >= 0")
-			} else {
-				p.setVMFlags(id, func(f *vmFlags) { f.taskDelay = time.Duration(secs * float64(time.Second)) })
+			var d time.Duration
+			if d, err = delaySeconds(body, true); err == nil {
+				p.setVMFlags(id, func(f *vmFlags) { f.taskDelay = d })
 			}
 		case "rename":
 			var s string
@@ -2476,10 +3496,12 @@ func main() {
 		password      = flag.String("password", "pass", "the only accepted login password")
 		toolsRunning  = flag.Bool("tools-running", true, "VMware Tools run on powered-on VMs (heartbeat green); false: simulator default (not running)")
 		shutdownDelay = flag.Duration("shutdown-delay", 0, "delay between an accepted ShutdownGuest and power-off (0: immediate, simulator behaviour)")
+		toolsDelay    = delayFlag{time.Second}
 		names         = flag.String("names", "", `JSON (or @file) renaming VMs at start: {"DC0_H0_VM0": "new name", "DC0_C0_RP0_VM0": {"name": "x", "folder": "sub/dir"}}`)
 		trace         = flag.Bool("trace", false, "log SOAP traffic to stderr")
 		stdinExit     = flag.Bool("exit-on-stdin-eof", false, "exit when stdin is closed (ties the peer to its parent)")
 	)
+	flag.Var(&toolsDelay, "tools-start-delay", `time from a VM's power-on until VMware Tools run in its guest (heartbeat gray meanwhile); "never": they never start; 0: at once (simulator behaviour)`)
 	flag.Parse()
 	log.SetPrefix("vcsim: ")
 	simulator.Trace = *trace
@@ -2504,10 +3526,19 @@ func main() {
 	p := &peer{
 		model:         model,
 		toolsDefault:  *toolsRunning,
+		toolsDelay:    toolsDelay.d,
 		shutdownDelay: *shutdownDelay,
 		flags:         map[string]*vmFlags{},
 		tasks:         map[string]string{},
 		unregistered:  map[string]vmIdentity{},
+		boots:         map[string]int{},
+		toolsPending:  map[string]bool{},
+		locks:         map[string]fileLock{},
+		truth:         map[string]types.VirtualMachinePowerState{},
+		hostDown:      map[string]bool{},
+		orphans:       map[string][]orphanVM{},
+		disks:         map[string]string{},
+		rng:           mrand.New(mrand.NewSource(time.Now().UnixNano())),
 	}
 	p.freeze.thaw = make(chan struct{})
 	cleanup := func() {
@@ -2544,6 +3575,9 @@ func main() {
 	p.hooks = simulator.NewRegistry()
 	p.hooks.Path = hookPath
 	p.hooks.Put(&searchHook{Self: types.ManagedObjectReference{Type: searchHookType, Value: searchHookValue}, p: p})
+	if em := p.client.ServiceContent.EventManager; em != nil {
+		p.hooks.Put(&eventHook{Self: types.ManagedObjectReference{Type: eventHookType, Value: em.Value}, p: p})
+	}
 	if si := p.client.ServiceContent.SearchIndex; si == nil || si.Value != searchHookValue {
 		fail(fmt.Errorf("unexpected SearchIndex reference %v", si))
 	}
@@ -2563,8 +3597,10 @@ func main() {
 				simulator.Map.Update(vm, []types.PropertyChange{{Name: "guestHeartbeatStatus", Val: types.ManagedEntityStatusGray}})
 			}
 			if p.toolsDefault {
+				// the model's VMs have been up for a while: Tools run already
 				simulator.Map.Update(vm, guestChanges(vm.Runtime.PowerState, true))
 			}
+			p.lockUpdate(&vm.VirtualMachine, vm.Runtime.PowerState)
 		})
 	}
 	if err := p.applyNames(*names); err != nil {

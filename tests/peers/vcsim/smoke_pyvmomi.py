@@ -80,6 +80,26 @@ def task_error(task):
     return None
 
 
+def tools_up(base, vm, timeout=10):
+    """Wait until VMware Tools run in a VM's guest (they start some time after a power-on)."""
+    deadline = time.monotonic() + timeout
+    while ctl(base, "/vm/" + vm._moId)["toolsRunningStatus"] != "guestToolsRunning":
+        if time.monotonic() > deadline:
+            raise AssertionError("Tools of %s not running after %ss" % (vm._moId, timeout))
+        time.sleep(0.05)
+
+
+def events_of(si, vm):
+    """vCenter's event history of a VM (QueryEvents: the latest events), oldest first, by type name."""
+    spec = vim.event.EventFilterSpec(entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"))
+    return [type(e).__name__.rsplit(".", 1)[-1] for e in sorted(si.content.eventManager.QueryEvents(spec), key=lambda e: e.key)]
+
+
+def ops_of(base, vm):
+    """The calls the peer received for a VM: [(op, result)]."""
+    return [(o["op"], o["result"]) for o in ctl(base, "/vm/%s/operations" % vm._moId)["operations"]]
+
+
 def poll(task, timeout=10):
     """Wait for a task by polling task.info, as the collection's driver does."""
     deadline = time.monotonic() + timeout
@@ -145,6 +165,8 @@ def standard_calls(si, base):
         if v["powerState"] != "poweredOn":  # the control API skips the maintenance-mode check
             ctl(base, "/vm/%s/power" % v["moref"], {"state": "poweredOn"})
         WaitForTask(vim.VirtualMachine(v["moref"], si._stub).ResetVM_Task())
+    for v in ctl(base, "/state")["vms"]:
+        tools_up(base, vim.VirtualMachine(v["moref"], si._stub))
     vms = {v["moref"]: v for v in ctl(base, "/state")["vms"]}
 
     # SearchIndex
@@ -211,24 +233,35 @@ def standard_calls(si, base):
 
     # power tasks, polled through task.info
     vm = vim.VirtualMachine(next(m for m, v in vms.items() if v["name"] == "DC0_H0_VM1"), si._stub)
+    booted = vm.runtime.bootTime
     task = vm.SuspendVM_Task()
     info = poll(task)
     check(info.state == "success" and info.entity == vm and vm.runtime.powerState == "suspended"
           and vm.guest.toolsRunningStatus == "guestToolsNotRunning", "SuspendVM_Task (task.info: success, entity)")
+    check(vm.runtime.bootTime == booted and vm.summary.runtime.bootTime == booted, "suspended: runtime.bootTime kept")
     info = poll(vm.ResetVM_Task())
     check(info.state == "error" and isinstance(info.error, vim.fault.InvalidPowerState),
           "ResetVM_Task of a suspended VM: task.info.error %s" % type(info.error).__name__)
     info = poll(vm.PowerOnVM_Task())
     check(info.state == "success" and vm.runtime.powerState == "poweredOn", "PowerOnVM_Task resumes it")
+    check(vm.runtime.bootTime == booted and vm.summary.runtime.bootTime == booted, "resumed: runtime.bootTime kept")
     info = poll(vm.PowerOnVM_Task())
     check(info.state == "error" and isinstance(info.error, vim.fault.InvalidPowerState), "PowerOnVM_Task when on: InvalidPowerState")
     info = poll(vm.ResetVM_Task())
-    check(info.state == "success" and vm.runtime.powerState == "poweredOn" and
-          vm.guest.toolsRunningStatus == "guestToolsRunning", "ResetVM_Task of a powered-on VM")
+    check(info.state == "success" and vm.runtime.powerState == "poweredOn" and vm.runtime.bootTime > booted and
+          vm.guest.toolsRunningStatus == "guestToolsNotRunning", "ResetVM_Task of a powered-on VM: a new boot, Tools starting")
+    tools_up(base, vm)
+    booted = vm.runtime.bootTime
     vm.RebootGuest()
-    check(vm.runtime.powerState == "poweredOn", "RebootGuest: accepted, VM stays on")
+    check(vm.runtime.powerState == "poweredOn" and vm.runtime.bootTime == booted and vm.guestHeartbeatStatus == "gray",
+          "RebootGuest: accepted, VM stays on (same bootTime), Tools restart")
+    tools_up(base, vm)
     vm.ShutdownGuest()
     check(vm.runtime.powerState == "poweredOff", "ShutdownGuest: off")
+    check(events_of(si, vm)[-3:] == ["VmGuestRebootEvent", "VmGuestShutdownEvent", "VmPoweredOffEvent"],
+          "QueryEvents: the latest events, VmGuestRebootEvent, VmGuestShutdownEvent, VmPoweredOffEvent")
+    check(ops_of(base, vm)[-3:] == [("ResetVM_Task", "success"), ("RebootGuest", "success"), ("ShutdownGuest", "success")],
+          "/vm/{id}/operations: ResetVM_Task, RebootGuest, ShutdownGuest")
     try:
         vm.RebootGuest()
         check(False, "RebootGuest of a powered-off VM refused")
@@ -279,6 +312,7 @@ def standard_calls(si, base):
     vm.ShutdownGuest()
     WaitForTask(vm.PowerOnVM_Task())
     check(vm.runtime.powerState == "poweredOn", "guest/power calls still work after a relocation")
+    check(ctl(base, "/vm/" + vm._moId)["filesLockedBy"] == "DC0_C0_H2", "the VM's files are held by the host it runs on")
     problems = placement_consistent(si, base)
     check(problems == [], "after RelocateVM_Task: every host's and pool's vm list matches runtime.host, "
                           "and /state agrees %s" % (problems or ""))
@@ -409,10 +443,24 @@ def host_failure_recovery(si, base):
     info = register(path, c0_pool, hosts["DC0_C0_H0"], name)
     check(info.state == "error" and isinstance(info.error, vim.fault.AlreadyExists), "registering it again: AlreadyExists")
 
+    # the disconnected host still runs A and holds its files
     info = poll(new.PowerOnVM_Task())
-    check(info.state == "success" and new.runtime.powerState == "poweredOn" and new.guest.toolsRunningStatus == "guestToolsRunning"
-          and new.guestHeartbeatStatus == "green", "PowerOnVM_Task on the new VM: on, tools running, heartbeat green")
+    check(info.state == "error" and isinstance(info.error, vim.fault.GenericVmConfigFault) and "Failed to lock the file" in info.error.msg
+          and [m.key for m in info.error.faultMessage] == ["msg.disk.noBackEnd", "msg.fileio.lock"]
+          and new.runtime.powerState == "poweredOff" and ctl(base, "/vm/" + new._moId)["filesLockedBy"] == "DC0_C0_H2",
+          "PowerOnVM_Task while the old host still runs it: GenericVmConfigFault, Failed to lock the file (%s)"
+          % getattr(info.error, "msg", info.error))
+    h2 = ctl(base, "/host/DC0_C0_H2/power", {"state": "poweredOff"})
+    check(h2["power"] == "poweredOff" and h2["connectionState"] == "notResponding" and h2["locks"] == []
+          and hosts["DC0_C0_H2"].runtime.powerState == "unknown", "host powered off: not responding, power unknown, no locks")
+    info = poll(new.PowerOnVM_Task())
+    check(info.state == "success" and new.runtime.powerState == "poweredOn" and new.guest.toolsRunningStatus == "guestToolsNotRunning"
+          and new.guestHeartbeatStatus == "gray", "PowerOnVM_Task once the old host is dead: on, Tools starting, heartbeat gray")
+    tools_up(base, new)
+    check(new.guestHeartbeatStatus == "green", "then Tools running, heartbeat green")
     check(ctl(base, "/vm/" + new._moId)["powerState"] == "poweredOn", "/state agrees")
+    check(ops_of(base, new) == [("UnregisterVM", "success"), ("RegisterVM_Task", "success"), ("PowerOnVM_Task", "error"),
+                                ("PowerOnVM_Task", "success")], "/vm/{id}/operations across the re-registration")
     new.ShutdownGuest()
     check(new.runtime.powerState == "poweredOff", "ShutdownGuest on the new VM")
     WaitForTask(new.PowerOnVM_Task())
@@ -450,11 +498,38 @@ def host_failure_recovery(si, base):
     check(gone(base, c["moref"]) and info.state == "success" and info.result.config.instanceUuid == c["instanceUuid"]
           and info.result.runtime.host == hosts["DC0_H0"], "powered-off VM on a standalone host: unregister, register back")
 
-    ctl(base, "/host/DC0_C0_H2/connection", {"state": "connected"})
+    # The hosts come back: each brings its own copy of the VM vCenter removed meanwhile.
+    # DC0_C0_H2 was powered off: its copy of A is off. DC0_C1_H2 was only cut off: its copy
+    # of B never stopped, and holds B's files, so the registered copy cannot start.
+    try:
+        ctl(base, "/host/DC0_C0_H2/connection", {"state": "connected"})
+        check(False, "a powered-off host cannot connect")
+    except urllib.error.HTTPError as e:
+        check(e.code == 409, "a powered-off host cannot connect (409)")
+    ctl(base, "/host/DC0_C0_H2/power", {"state": "poweredOn"})
     ctl(base, "/host/DC0_C1_H2/connection", {"state": "connected"})
-    names = [v["name"] for v in ctl(base, "/state")["vms"]]
-    check(len(names) == 6 and all(names.count(n) == 1 for n in ("DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1", "DC0_H0_VM0"))
-          and placement_consistent(si, base) == [], "reconnecting the failed hosts brings nothing back; lists consistent")
+    state = ctl(base, "/state")["vms"]
+    names = [v["name"] for v in state]
+    check(len(names) == 8 and names.count("DC0_C0_RP0_VM0") == 2 and names.count("DC0_C0_RP0_VM1") == 2
+          and names.count("DC0_H0_VM0") == 1 and placement_consistent(si, base) == [],
+          "reconnected hosts bring back the VMs they kept; lists consistent")
+    a_back = next(v for v in state if v["name"] == "DC0_C0_RP0_VM0" and v["moref"] != new._moId)
+    b_back = next(v for v in state if v["name"] == "DC0_C0_RP0_VM1" and v["moref"] != nb._moId)
+    check(a_back["host"] == "DC0_C0_H2" and a_back["powerState"] == "poweredOff" and a_back["instanceUuid"] != iuuid
+          and a_back["uuid"] == uuid and a_back["path"] == "/DC0/vm/Discovered virtual machine/DC0_C0_RP0_VM0",
+          "A's copy on the dead host: back powered off, in 'Discovered virtual machine', with a new instanceUuid")
+    check(b_back["host"] == "DC0_C1_H2" and b_back["powerState"] == "poweredOn" and b_back["filesLockedBy"] == "DC0_C1_H2"
+          and b_back["instanceUuid"] != b["instanceUuid"], "B's copy on the cut-off host: back running, holding its files")
+    info = poll(nb.PowerOnVM_Task())
+    check(info.state == "error" and "Failed to lock the file" in info.error.msg, "the registered copy of B cannot start")
+    bvm = vim.VirtualMachine(b_back["moref"], si._stub)
+    check(events_of(si, bvm)[-2:] == ["VmDiscoveredEvent", "VmInstanceUuidConflictEvent"],
+          "VmDiscoveredEvent and VmInstanceUuidConflictEvent for a copy whose instanceUuid was taken")
+    seen = {idx.FindByUuid(None, b["uuid"], True, False)._moId for _draw in range(30)}
+    check(seen == {nb._moId, b_back["moref"]}, "FindByUuid of a BIOS uuid two VMs share: either, at random (%s)" % sorted(seen))
+    WaitForTask(bvm.PowerOffVM_Task())
+    info = poll(nb.PowerOnVM_Task())
+    check(info.state == "success", "once the copy is off, the registered one starts")
 
 
 def delays_and_freeze(si, base, url):
@@ -479,6 +554,12 @@ def delays_and_freeze(si, base, url):
         ctl(base, "/host/DC0_H0/connection", {"state": "connected"})
         check(info.state == "error" and isinstance(info.error, fault) and vm.runtime.powerState == "poweredOff",
               "task_delay: host %s during the task: %s, the VM stays off" % (state, fault.__name__))
+    ctl(base, ref + "/task_delay", {"seconds": "never"})
+    task = vm.PowerOnVM_Task()
+    time.sleep(0.5)
+    check(task.info.state == "running" and ctl(base, ref)["runningTask"] == "PowerOnVM_Task"
+          and ctl(base, ref)["taskDelaySeconds"] == -1 and ops_of(base, vm)[-1] == ("PowerOnVM_Task", "running"),
+          "task_delay never: the task stays running")
     ctl(base, ref + "/task_delay", {"seconds": 0})
     check(ctl(base, ref)["taskDelaySeconds"] == 0, "task_delay 0: tasks finish at once again")
 
@@ -508,7 +589,7 @@ def delays_and_freeze(si, base, url):
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else subprocess.check_output(
         [os.path.join(HERE, "build.sh")], text=True).strip().splitlines()[-1]
-    proc, info = start(binary, "-cluster", "2", "-exit-on-stdin-eof")
+    proc, info = start(binary, "-cluster", "2", "-tools-start-delay", "0.3s", "-exit-on-stdin-eof")
     base = info["control"]
     try:
         check(info["url"].startswith("https://user:pass@127.0.0.1:") and info["url"].endswith("/sdk"), "JSON line " + json.dumps(info))
@@ -546,10 +627,25 @@ def main():
         except vim.fault.InvalidPowerState:
             check(True, "ShutdownGuest on powered-off VM: InvalidPowerState")
         WaitForTask(vm.PowerOnVM_Task())
-        check(vm.runtime.powerState == "poweredOn" and vm.guest.toolsRunningStatus == "guestToolsRunning", "PowerOn (tools running again)")
+        check(vm.runtime.powerState == "poweredOn" and vm.guest.toolsRunningStatus == "guestToolsNotRunning"
+              and vm.guestHeartbeatStatus == "gray" and ctl(base, "/vm/" + vm._moId)["toolsStarting"],
+              "PowerOn: Tools not running yet, heartbeat gray")
+        try:
+            vm.ShutdownGuest()
+            check(False, "ShutdownGuest before Tools start refused")
+        except vim.fault.ToolsUnavailable:
+            check(True, "ShutdownGuest before Tools start: ToolsUnavailable")
+        tools_up(base, vm)
+        check(vm.guest.toolsRunningStatus == "guestToolsRunning" and vm.guestHeartbeatStatus == "green",
+              "Tools running 0.3 s later (-tools-start-delay), heartbeat green")
 
         vm.ShutdownGuest()
         check(vm.runtime.powerState == "poweredOff", "ShutdownGuest on a normal VM powers it off")
+        expected = ["VmStoppingEvent", "VmPoweredOffEvent",  # the hard power-off above
+                    "VmStartingEvent", "VmPoweredOnEvent",
+                    "VmGuestShutdownEvent", "VmPoweredOffEvent"]  # the guest shutdown
+        check(events_of(si, vm)[-6:] == expected,
+              "events: a hard power-off has no guest event; a guest shutdown has VmGuestShutdownEvent, then VmPoweredOffEvent")
 
         hung = by_name["DC0_C0_RP0_VM1"]
         ctl(base, "/vm/DC0_C0_RP0_VM1/ignore_shutdown", {"on": True})
