@@ -65,8 +65,10 @@ class Driver:
         return ""
 
     # --- actions ---------------------------------------------------------
-    def power(self, vm, action):
-        """Issue one primitive from ACTIONS; return without waiting."""
+    def power(self, vm, action, timeout=600):
+        """Issue one primitive from ACTIONS. Where the platform runs it as a task (vSphere),
+        wait for the task within `timeout` seconds (the step's budget); the power state
+        itself is awaited by wait_for()."""
         raise NotImplementedError
 
     def wait_for(self, vm, predicate, timeout, what, progress=None, heartbeat=False):

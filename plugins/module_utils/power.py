@@ -187,7 +187,7 @@ def _run_step(driver, vm, step, wait, progress, actions):
         if progress:
             progress("%s: %s (waiting up to %ds for %s)" % (vm.name, action, step["timeout"], step["expect"]))
         try:
-            driver.power(vm, action)
+            driver.power(vm, action, timeout=step["timeout"])
         except (model.StateConflict, model.Unsupported) as exc:
             # e.g. no guest tools to take the shutdown: a hung guest often has none
             record.update(result="refused", elapsed=round(time.monotonic() - started, 2), error=str(exc))

@@ -100,6 +100,17 @@ def _fault_name(exc):
     return type(exc).__name__.rsplit(".", 1)[-1]
 
 
+def _file_locked(exc):
+    """vSphere's fault for a VM whose files another host has locked (GenericVmConfigFault with
+    the file-lock message, 'Failed to lock the file'), or the datastore's FileLocked."""
+    if isinstance(exc, vim.fault.FileLocked):
+        return True
+    if isinstance(exc, vim.fault.GenericVmConfigFault):
+        keys = [getattr(m, "id", "") or "" for m in getattr(exc, "faultMessage", None) or []]
+        return "msg.fileio.lock" in keys or "lock" in (getattr(exc, "reason", "") or exc.msg or "").lower()
+    return False
+
+
 def _fault_text(exc):
     return getattr(exc, "msg", None) or getattr(exc, "faultMessage", None) or _fault_name(exc)
 
@@ -200,6 +211,13 @@ class VmwareDriver(base.Driver):
         if isinstance(exc, (vim.fault.InvalidPowerState, vim.fault.ToolsUnavailable, vim.fault.InvalidState,
                             vim.fault.TaskInProgress)):
             return model.StateConflict(msg, raw=raw)
+        if _file_locked(exc):
+            # ESXi's lock on the VM's files: another host still runs it (a host that vCenter lost
+            # but that is not dead: a network partition), so starting this copy would run it twice
+            return model.StateConflict(
+                msg + ": another host still holds the VM's files", raw=raw,
+                hint="Its old host is probably only cut off from vCenter, not dead, and still runs the VM. "
+                     "Confirm that host is powered off (fence it), then start this VM; nothing else was started")
         if isinstance(exc, (vim.fault.NotAuthenticated, vim.fault.NoPermission)):
             return model.AuthFailed(msg, raw=raw)
         if isinstance(exc, vmodl.fault.ManagedObjectNotFound):
@@ -365,7 +383,7 @@ class VmwareDriver(base.Driver):
                 raise model.Timeout("vmware %s: task %s still %s after %ds" % (self.label, doing, info.state, timeout))
             time.sleep(0.2)
 
-    def power(self, vm, action):
+    def power(self, vm, action, timeout=600):
         obj = vm.handle
         doing = "%s %s" % (action, vm.name)
         if action == base.SHUTDOWN:
@@ -375,7 +393,7 @@ class VmwareDriver(base.Driver):
                   base.RESET: "ResetVM_Task", base.SUSPEND: "SuspendVM_Task"}.get(action)
         if method is None:
             raise model.Unsupported("vmware: %s is not a vSphere power operation" % action)
-        self._wait_task(self._call(doing, getattr(obj, method)), doing, host=vm.host)
+        self._wait_task(self._call(doing, getattr(obj, method)), doing, timeout=timeout, host=vm.host)
 
     def migrate(self, vm, host_name, timeout=3600):
         """vMotion to the named host (RelocateVM with only a host in the spec)."""

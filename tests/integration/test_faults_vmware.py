@@ -388,8 +388,6 @@ def test_host_not_responding_mid_power_on_fails_with_the_host_named(sim):
         fresh(sim, uuid)
 
 
-@pytest.mark.xfail(strict=True, reason="collection bug: VmwareDriver.power() waits for the vSphere task with "
-                                       "_wait_task's own 600 s, not the step's wait_timeout (see the report)")
 def test_a_power_task_that_never_finishes_fails_within_wait_timeout(sim):
     """vCenter can leave a task running (a host agent that hangs): vm_power must give
     up within its wait_timeout, say so, and not act again."""

@@ -209,6 +209,8 @@ def test_recover_host_failure_refuses_while_the_old_host_is_only_cut_off(sim, tm
         assert proc.returncode != 0, proc.stdout[-3000:]
         assert "NOT RECOVERED" in proc.stdout and LOCKED in proc.stdout, proc.stdout[-3000:]
         assert "1 of 1 VM(s) of %s NOT recovered: %s" % (old, name) in " ".join(proc.stdout.split())
+        # and says what it means: the old host still runs it, fence it before starting this copy
+        assert "another host still holds the VM's files" in proc.stdout and "fence it" in proc.stdout
         state = sim.vm_state(uuid)  # registered on a live host, powered off; the old host runs it
         assert state["host"] != old and state["powerState"] == "poweredOff", state
         assert state["filesLockedBy"] == old and host_state(sim, old)["unregisteredVms"], state

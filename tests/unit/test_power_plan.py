@@ -88,7 +88,7 @@ class ScriptedDriver(Driver):
         fields = ("kind", "platform", "name", "uuid", "host", "power_state", "power_state_raw", "heartbeat")
         return model.Machine(**{k: getattr(self.vm, k) for k in fields})
 
-    def power(self, vm, action):
+    def power(self, vm, action, timeout=600):
         self.calls.append(action)
         if action == "shutdown" and self.no_tools:
             raise model.StateConflict("guest tools not running")
