@@ -251,7 +251,10 @@ def test_rulebook_restarts_a_hung_vm_once_and_stops_at_max_resets(vcsim, tmp_pat
         # the same fault again: max_resets (1) is reached, the rulebook says so and does nothing
         peer.vm_do(hung["name"], "heartbeat", status="red")
         rb.wait_for(lambda: rb.count("VIRTOPS vm_reset_limit_reached"), 60, "the max_resets message")
-        time.sleep(5)
+        # the source's own word, a poll later, that it saw the fault go on and sent nothing more
+        limit_at = rb.text().index("VIRTOPS vm_reset_limit_reached")
+        rb.wait_for(lambda: "%s: heartbeat still lost; vm_hung already sent" % hung["name"] in rb.text()[limit_at:],
+                    30, "the source holding back the repeat")
     done = audit_actions(rb.audit, hung["instanceUuid"])
     assert len(done) == 1, rb.output[-6000:]
     assert "EDA restart_hung_vm" in json.dumps(done[0])

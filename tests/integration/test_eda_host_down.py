@@ -69,9 +69,14 @@ def test_rulebook_reports_a_lost_host_once_and_starts_its_vms_on_a_live_host(
         # the host brings its own (powered-off) copies of the recovered VMs into vCenter's
         # inventory again; they must not be taken for VMs to act on.
         peer.host_power(failed, "poweredOn")
-        time.sleep(3)  # 3 polls at virtops_interval 1: the source has seen it connected
+        rb.wait_for(lambda: rb.count("VIRTOPS host_connection_back") == 1, 60, "the source seeing it back")
         peer.host_do(failed, "connection", state="disconnected")
-        time.sleep(max(10.0, 2 * started_in))  # twice as long as the first run took to start
+        rb.wait_for(lambda: rb.count("hypervisor_health: sent host_connection_lost") == 2, 60, "the second loss")
+        # a positive sign that the rulebook had the second loss: the back that follows it is
+        # printed, and a ruleset runs its actions in order, so a run of the runbooks for the
+        # second loss would have come first
+        peer.host_do(failed, "connection", state="connected")
+        rb.wait_for(lambda: rb.count("VIRTOPS host_connection_back") == 2, 120, "the second back")
 
     # the VMs of the failed host run on a live host of the cluster (pyVmomi, after the rulebook stopped)
     for vm_uuid, name in victims.items():
