@@ -9,7 +9,9 @@ No AWX runs here. What AWX does for a job, and what stands in for it:
   in ``_build``), and that installed copy is the one every job below runs.
 * job: ``ansible_runner.run()`` on a private data dir laid out as AWX lays it out:
   ``project/`` (a copy of the checkout without .git, like AWX's project copy),
-  ``inventory/`` (a libvirt test:/// lab), ``env/extravars`` (the job template's
+  ``inventory/`` (the awx/ inventory source of the vCenter peer, whose state persists, so every
+  job's end state is read back with pyVmomi and the peer's control API; a libvirt test:/// lab
+  for the checks that must change nothing), ``env/extravars`` (the job template's
   extra_vars, the survey answers validated and defaulted as AWX does at launch, and the
   ``awx_*`` / ``tower_*`` variables, written as AWX writes them for its setting
   ALLOW_JINJA_IN_EXTRA_VARS: ``template`` by default, every string ``!unsafe`` except the
@@ -25,8 +27,10 @@ No AWX runs here. What AWX does for a job, and what stands in for it:
 
 Every job template of awx/job_templates.yml marked ``ready`` runs, nothing is skipped:
 one that is not ready yet is left out by that flag, and the flag is checked against
-playbooks/. Each runbook's end state is checked independently of the job's output
-(the audit log, the report files, virsh).
+playbooks/. Each runbook's end state is checked independently of the job's output:
+pyVmomi and the vCenter peer's own record of the calls it received (a restart is a
+guest shutdown and a power-on; an evacuated host has no VM left; a dead host's VMs run
+elsewhere), and the report files against the peer's state.
 """
 
 import copy
@@ -626,79 +630,132 @@ def _records(doc):
     return found
 
 
-def _check_restart_vm(job, answers, lab):
-    (record,) = job.audit()  # one power action, by the AWX user, through this job
+# --- the job templates, run on the vCenter peer (persistent state, read back with pyVmomi) ----
+@pytest.fixture(scope="module")
+def vclab(vcsim):
+    """A cluster of three ESXi hosts with VMs, and the AWX credential and inventory source that
+    reach it: the jobs read and change real state, which the checks read back independently."""
+    sim = vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "3", "-host", "0", "-vm", "6")
+    source = next(s for s in INVENTORY_SOURCES if s["credential"] == "vmware")
+    credential = (credential_type("vmware"), {"host": "127.0.0.1", "username": sim.username,
+                                              "password": sim.password, "port": str(sim.port),
+                                              "validate_certs": "false"})
+    return {"sim": sim, "inventory": Path(ROOT, source["source_path"]).read_text(),
+            "inventory_file": Path(source["source_path"]).name, "credentials": [credential]}
+
+
+def _vms_by_host(sim):
+    out = {}
+    for vm in sim.state()["vms"]:
+        out.setdefault(vm["host"], []).append(vm)
+    return out
+
+
+def _busiest_host(sim):
+    by_host = _vms_by_host(sim)
+    return max(sorted(by_host), key=lambda h: len(by_host[h]))
+
+
+def _claims(job, record):
     # facts from the job's environment (JOB_ID) and the OS; the AWX user only as its variables claim it
     assert record["via"] == "awx job %d" % job.id and record["awx_job_id"] == str(job.id)
     assert record["who"] == getpass.getuser() and record["claimed_user"] == AWX_USER
-    assert record["reason"] == answers["reason"]
-    assert record["target"]["uuid"] == lab["uuids"]["kvm01"]["db01"]  # virsh's uuid of db01
-    assert record["target"]["host"] == "kvm01" and record["target"]["inventory_name"] == "db01"
+
+
+def _answers_restart_vm(sim, _tmp):
+    vm = next(v for v in sim.state()["vms"] if v["powerState"] == "poweredOn")
+    sim.wait_tools(vm["instanceUuid"])
+    return {"target": vm["name"], "reason": "INC-4711 %s hangs" % vm["name"]}, {
+        "uuid": vm["instanceUuid"], "boot": sim.vm(vm["instanceUuid"]).runtime.bootTime,
+        "ops": len(sim.operations(vm["instanceUuid"]))}
+
+
+def _check_restart_vm(job, answers, sim, before):
+    (record,) = job.audit()  # one power action, through this job
+    _claims(job, record)
+    assert record["reason"] == answers["reason"] and record["target"]["uuid"] == before["uuid"]
     assert record["state"] == "restarted" and record["result"] == "ok"
-    assert record["before"] == "running" and record["after"] == "running"
-    assert [s["action"] for s in record["steps"]][-1] == "start"
+    vm = sim.vm(before["uuid"])  # pyVmomi: power-cycled, running again
+    assert vm.runtime.powerState == "poweredOn" and vm.runtime.bootTime > before["boot"]
+    # the peer's own record: a graceful shutdown, then a power-on; never a hard off
+    assert sim.ops(before["uuid"], before["ops"]) == ["ShutdownGuest", "PowerOnVM_Task"]
 
 
-def _check_host_failure_impact(job, answers, lab):
+def _answers_impact(sim, tmp):
+    host = _busiest_host(sim)
+    return {"failed_host": host, "report_dir": str(tmp / "report_dir")}, {
+        "vms": {(v["instanceUuid"], host) for v in _vms_by_host(sim)[host]}}
+
+
+def _check_host_failure_impact(job, answers, sim, before):
     report = Path(answers["report_dir"])
     assert {p.name for p in report.iterdir()} >= {"impact.csv", "impact.json", "impact.html"}
     listed = {(r["uuid"], r["host"]) for r in _records(json.loads((report / "impact.json").read_text()))}
-    assert listed == {(u, "kvm01") for u in lab["uuids"]["kvm01"].values()}  # virsh: every domain of kvm01 only
-    rows = (report / "impact.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + len(LAB["kvm01"])
+    assert listed == before["vms"]  # the control API's VMs of that host, no more, no less
     assert job.audit() == []  # reads only
 
 
-def _check_export_mapping(job, answers, lab):
+def _answers_export(sim, tmp):
+    return {"export_dir": str(tmp / "export_dir")}, {
+        "mapping": {(v["instanceUuid"], v["host"]) for v in sim.state()["vms"]}}
+
+
+def _check_export_mapping(job, answers, sim, before):
     export = Path(answers["export_dir"])
-    assert {"mapping.json", "mapping.csv"} <= {p.name for p in export.iterdir()}
     listed = {(r["uuid"], r["host"]) for r in _records(json.loads((export / "mapping.json").read_text()))}
-    expected = {(u, host) for host, by_name in lab["uuids"].items() for u in by_name.values()}
-    assert listed == expected  # virsh's uuids, each with the hypervisor (node file) it is defined on
-    assert len((export / "mapping.csv").read_text().strip().splitlines()) == 1 + len(expected)
+    assert listed == before["mapping"]  # every VM with the host the control API says
+    assert len((export / "mapping.csv").read_text().strip().splitlines()) == 1 + len(before["mapping"])
     assert job.audit() == []
 
 
-def _check_evacuate_host(job, answers, lab):
-    # libvirt cannot live-migrate through virtops: every VM of the host is planned with no
-    # destination, reported as left, and nothing is done (no power or migrate action).
-    assert job.audit() == []
-    for name in LAB[answers["evacuate"]]:
-        assert name in job.stdout()
-    assert set(virsh(lab["uris"][answers["evacuate"]], "list", "--all", "--name").split()) == set(LAB[answers["evacuate"]])
+def _answers_evacuate(sim, _tmp):
+    host = _busiest_host(sim)
+    return {"evacuate": host, "reason": "CHG-12 firmware %s" % host}, {
+        "host": host, "vms": {v["instanceUuid"]: v["name"] for v in _vms_by_host(sim)[host]}}
 
 
-def _check_recover_host_failure(job, answers, lab):
-    # kvm01 "failed": only app02 has a standby definition (same uuid) on a live host, kvm02
-    (record,) = job.audit()
-    # facts from the job's environment (JOB_ID) and the OS; the AWX user only as its variables claim it
-    assert record["via"] == "awx job %d" % job.id and record["awx_job_id"] == str(job.id)
-    assert record["who"] == getpass.getuser() and record["claimed_user"] == AWX_USER
-    assert record["reason"] == answers["reason"]
-    assert record["target"]["uuid"] == lab["uuids"]["kvm02"]["app02"] == lab["uuids"]["kvm01"]["app02"]
-    assert record["host_after"] == "kvm02" and record["after"] == "running" and record["result"] == "ok"
-    for name in ("web01", "db01", "app01"):  # reported as not recoverable, not touched
-        assert name in job.stdout()
+def _check_evacuate_host(job, answers, sim, before):
+    assert before["vms"]
+    for vm_uuid, name in before["vms"].items():  # pyVmomi: every VM is off the host, still running
+        vm = sim.vm(vm_uuid)
+        assert vm.runtime.host.name != before["host"], name
+        assert vm.runtime.powerState == "poweredOn", name
+    moved = [r for r in job.audit() if r["state"] == "migrated"]
+    assert sorted(r["target"]["uuid"] for r in moved) == sorted(before["vms"])
+    assert all(r["result"] == "ok" for r in moved)
+    _claims(job, moved[0])
 
 
-# runbook -> (answers for the lab, task names the job must start, independent end-state check)
+def _answers_recover(sim, _tmp):
+    host = _busiest_host(sim)
+    victims = {v["instanceUuid"]: v["name"] for v in _vms_by_host(sim)[host] if v["powerState"] == "poweredOn"}
+    sim.host_power(host, "poweredOff")  # the host dies: its VMs stop and their files are free
+    return {"failed_host": host, "reason": "INC-4713 %s down" % host}, {"host": host, "vms": victims}
+
+
+def _check_recover_host_failure(job, answers, sim, before):
+    assert before["vms"]
+    try:
+        for vm_uuid, name in before["vms"].items():  # pyVmomi: running again, on a live host
+            vm = sim.vm(vm_uuid)
+            assert vm.runtime.host.name != before["host"] and vm.runtime.powerState == "poweredOn", name
+        done = [r for r in job.audit() if r["state"] == "recovered"]
+        assert sorted(r["target"]["uuid"] for r in done) == sorted(before["vms"])
+        assert all(r["result"] == "ok" and r["reason"] == answers["reason"] for r in done)
+        _claims(job, done[0])
+    finally:
+        sim.host_power(before["host"], "poweredOn")
+
+
+# runbook -> (answers and the state before, read from the peer; task names the job must start;
+# independent end-state check)
 RUNBOOK_CHECKS = {
-    "restart_vm": ({"target": "db01", "reason": "INC-4711 db01 hangs"},
-                   ["Restart through the hypervisor (graceful, then forced after the timeout)",
-                    "Check that the VM runs again"], _check_restart_vm),
-    "host_failure_impact": ({"failed_host": "kvm01"}, [], _check_host_failure_impact),
-    "export_mapping": ({}, [], _check_export_mapping),
-    "evacuate_host": ({"evacuate": "kvm01", "reason": "CHG-12 firmware"}, [], _check_evacuate_host),
-    "recover_host_failure": ({"failed_host": "kvm01", "reason": "INC-4713 kvm01 down"}, ["Recover"],
-                             _check_recover_host_failure),
-}
-
-
-# on the lab, these runbooks cannot do all they are asked (libvirt: no live migration; only
-# app02 has a standby definition): they run to the end and fail the job there, saying so
-GOAL_NOT_REACHED = {
-    "evacuate_host": "Fail unless every VM moved (the job did not reach its goal; no maintenance mode)",
-    "recover_host_failure": "Fail unless every VM runs again (the job did not reach its goal)",
+    "restart_vm": (_answers_restart_vm, ["Restart through the hypervisor (graceful, then forced after the timeout)",
+                                         "Check that the VM runs again"], _check_restart_vm),
+    "host_failure_impact": (_answers_impact, [], _check_host_failure_impact),
+    "export_mapping": (_answers_export, [], _check_export_mapping),
+    "evacuate_host": (_answers_evacuate, ["Live-migrate"], _check_evacuate_host),
+    "recover_host_failure": (_answers_recover, ["Recover"], _check_recover_host_failure),
 }
 
 
@@ -721,25 +778,30 @@ def _localhost_task_names(playbook):
 
 
 @pytest.mark.parametrize("template", READY, ids=[runbook_of(t) for t in READY])
-def test_job_template_runs_as_an_awx_job(template, lab, ee_collections, tmp_path):
-    answers, tasks, check = RUNBOOK_CHECKS[runbook_of(template)]
-    answers = dict(answers)
-    for question in template["survey_spec"]["spec"]:  # directories of the lab, for the report runbooks
-        if question["variable"].endswith("_dir"):
-            answers[question["variable"]] = str(tmp_path / question["variable"])
-    job = AwxJob(tmp_path, ee_collections, template, answers, inventory=lab["inventory"]).run()
+def test_job_template_runs_as_an_awx_job(template, vclab, ee_collections, tmp_path):
+    make_answers, tasks, check = RUNBOOK_CHECKS[runbook_of(template)]
+    sim = vclab["sim"]
+    answers, before = make_answers(sim, tmp_path)
+    job = AwxJob(tmp_path, ee_collections, template, answers, inventory=vclab["inventory"],
+                 inventory_file=vclab["inventory_file"], credentials=vclab["credentials"]).run()
     print("%s: %s in %.1f s" % (template["name"], job.status, job.elapsed))
-    own = _localhost_task_names(template["playbook"])
-    goal = GOAL_NOT_REACHED.get(runbook_of(template))
-    if goal:
-        assert job.status == "failed", job.stdout()[-4000:]
-        assert [f["task"] for f in job.failures()] == [goal], (job.failures(), job.stdout()[-4000:])
-        own = own[:own.index(goal) + 1]  # the play stops there
-    else:
-        assert job.status == "successful", (job.failures(), job.stdout()[-4000:])
-    missing = [t for t in own + tasks if t not in job.started_tasks()]
+    assert job.status == "successful", (job.failures(), job.stdout()[-4000:])
+    missing = [t for t in _localhost_task_names(template["playbook"]) + tasks if t not in job.started_tasks()]
     assert not missing, "tasks that did not run: %s" % missing
-    check(job, answers, lab)
+    check(job, answers, sim, before)
+    assert sim.password not in job.stdout()
+
+
+def test_a_job_that_cannot_reach_its_goal_fails(lab, ee_collections, tmp_path):
+    """On the libvirt lab, libvirt cannot live-migrate through virtops: the evacuation plans every
+    VM with no destination and the job fails at its goal task (red in AWX), touching nothing."""
+    template = next(t for t in READY if runbook_of(t) == "evacuate_host")
+    job = AwxJob(tmp_path, ee_collections, template, {"evacuate": "kvm01", "reason": "CHG-12 firmware"},
+                 inventory=lab["inventory"]).run()
+    goal = "Fail unless every VM moved (the job did not reach its goal; no maintenance mode)"
+    assert job.status == "failed" and [f["task"] for f in job.failures()] == [goal], job.stdout()[-4000:]
+    assert job.audit() == []
+    assert set(virsh(lab["uris"]["kvm01"], "list", "--all", "--name").split()) == set(LAB["kvm01"])
 
 
 def test_unknown_target_fails_the_job_and_names_it(lab, ee_collections, tmp_path):
