@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Write the files that derive from the platform registry
 (plugins/module_utils/registry.py and the PLATFORM_SPEC of each *_driver.py).
 
-    scripts/generate.py          rewrite them
-    scripts/generate.py --check  exit 1, naming each file, when one is out of date
+    python scripts/generate.py          rewrite them
+    python scripts/generate.py --check  exit 1, naming each file, when one is out of date
 
 tests/unit/test_generated.py runs the check, so a registry change that was not
 regenerated fails the tests. Generated now:
