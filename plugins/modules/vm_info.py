@@ -19,6 +19,7 @@ author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.unified.connection
+  - virtops.unified.target
   - virtops.unified.attributes
 attributes:
   check_mode:
@@ -27,14 +28,6 @@ attributes:
   diff_mode:
     support: none
 options:
-  name:
-    description: Name of the VM on its platform.
-    type: str
-  uuid:
-    description:
-      - Stable id of the VM. Filled from the targeted host's C(virt_uuid) when the task
-        runs against a VM of a virtops inventory and neither O(name) nor O(uuid) is given.
-    type: str
   heartbeat:
     description: Ask the guest for a heartbeat (QEMU guest agent ping) when reading one VM.
     type: bool

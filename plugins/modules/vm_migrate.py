@@ -16,14 +16,12 @@ description:
     error and change nothing.
   - Runs on the controller. Against a host of a virtops inventory no connection
     options are needed.
-  - Every run that acts appends one JSON line (time, who, target, reason, before and
-    after state, each step with its time, result) to the audit log named by the
-    variable C(virtops_audit_log), else by E(VIRTOPS_AUDIT_LOG), by default
-    C(~/.ansible/virtops/audit.jsonl) on the controller. Check mode writes nothing.
 author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.unified.connection
+  - virtops.unified.target
+  - virtops.unified.audited
   - virtops.unified.attributes
 attributes:
   check_mode:
@@ -31,21 +29,10 @@ attributes:
   diff_mode:
     support: full
 options:
-  name:
-    description: Name of the VM. Mutually exclusive with O(uuid).
-    type: str
-  uuid:
-    description: Stable id of the VM; filled from the targeted host's C(virt_uuid).
-    type: str
   destination_host:
     description: Inventory name of the host to move the VM to (the ESXi host name on vSphere).
     type: str
     required: true
-  reason:
-    description:
-      - Why this is done (an incident number, an alert). Written to the audit log.
-    type: str
-    default: ""
   expected_host:
     description: Refuse, changing nothing, unless the VM currently runs on this host.
     type: str

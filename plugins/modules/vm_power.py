@@ -22,14 +22,12 @@ description:
     allowed, start), so it also clears a hung guest. A VM that is off is started.
   - Runs on the controller. Against a host of a virtops inventory no connection
     options are needed.
-  - Every run that acts appends one JSON line (time, who, target, reason, before and
-    after state, each step with its time, result) to the audit log named by the
-    variable C(virtops_audit_log), else by E(VIRTOPS_AUDIT_LOG), by default
-    C(~/.ansible/virtops/audit.jsonl) on the controller. Check mode writes nothing.
 author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.unified.connection
+  - virtops.unified.target
+  - virtops.unified.audited
   - virtops.unified.attributes
 attributes:
   check_mode:
@@ -38,15 +36,6 @@ attributes:
   diff_mode:
     support: full
 options:
-  name:
-    description:
-      - Name of the VM on its platform. Mutually exclusive with O(uuid).
-    type: str
-  uuid:
-    description:
-      - Stable id of the VM (libvirt domain UUID, ...). Filled from the targeted
-        host's C(virt_uuid) when neither O(name) nor O(uuid) is given.
-    type: str
   state:
     description:
       - C(started) - running (a paused VM is resumed, a suspended one restored).
@@ -82,11 +71,6 @@ options:
       - After starting, also wait until the guest answers (QEMU guest agent ping on libvirt).
     type: bool
     default: false
-  reason:
-    description:
-      - Why this is done (an incident number, an alert). Written to the audit log.
-    type: str
-    default: ""
   expected_host:
     description:
       - Inventory name of the host the VM must be running on. If it runs elsewhere the

@@ -17,11 +17,12 @@ description:
   - B(vSphere) - the VM is removed from the failed host's inventory and registered from its
     C(.vmx) on the destination host (same datastore), then powered on.
   - A VM that already runs on a live host is left alone (RV(skipped_reason)).
-  - Every run that acts appends one line to the audit log, as M(virtops.unified.vm_power) does.
 author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.unified.connection
+  - virtops.unified.target
+  - virtops.unified.audited
   - virtops.unified.attributes
 attributes:
   check_mode:
@@ -29,12 +30,6 @@ attributes:
   diff_mode:
     support: none
 options:
-  name:
-    description: Name of the VM. Mutually exclusive with O(uuid).
-    type: str
-  uuid:
-    description: Stable id of the VM; filled from the targeted host's C(virt_uuid).
-    type: str
   destination_host:
     description: Inventory name of the host to start the VM on.
     type: str
@@ -50,10 +45,6 @@ options:
     description: Also wait for the guest heartbeat.
     type: bool
     default: false
-  reason:
-    description: Why, for the audit log.
-    type: str
-    default: ""
 seealso:
   - module: virtops.unified.vm_power
 """

@@ -9,7 +9,9 @@ Records are plain dicts of virt_* vars so they cache as JSON.
 
 Groups (same for every platform):
   virt_hypervisors, virt_vms, virt_baremetal, virt_endpoints, virt_platform_<p>,
-  virt_cluster_<c> -> children virt_host_<h> -> the VMs on host <h>.
+  virt_cluster_<c> -> children virt_host_<h> -> the VMs on host <h>;
+  virt_clusters -> every virt_cluster_<c>; virt_connection_<state> -> the
+  virt_host_<h> of every host in that state (the failed ones stand out).
 
 Last-known records (remember_vms): each endpoint read (a libvirt hypervisor, a
 vCenter) keeps what it listed; an endpoint that cannot be read is listed as
@@ -225,3 +227,10 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
                     cluster = self._group("virt_cluster_%s" % rec["virt_cluster"])
                     self.inventory.add_child(cluster, host_group)
                     self.inventory.add_child(cluster, name)
+                    self.inventory.add_child(self._group("virt_clusters"), cluster)
+                # by connection state, so that --graph virt_connection_not_responding (or
+                # _disconnected, _unreachable) lists the failed hosts with the VMs they take down
+                state = rec.get("virt_connection_state")
+                if state:
+                    by_state = self._group("virt_connection_%s" % state)
+                    self.inventory.add_child(by_state, host_group)
