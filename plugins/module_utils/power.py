@@ -175,6 +175,11 @@ def _run_step(driver, vm, step, wait, progress, actions):
     record = {"action": action, "started": _now()}
     actions.append(record)
 
+    def done(result, exc=None):
+        record.update(result=result, elapsed=round(time.monotonic() - started, 2))
+        if exc is not None:
+            record["error"] = str(exc)
+
     def reached(machine):
         if action == "heartbeat":
             return machine.heartbeat == model.HB_OK
@@ -190,30 +195,27 @@ def _run_step(driver, vm, step, wait, progress, actions):
             driver.power(vm, action, timeout=step["timeout"])
         except (model.StateConflict, model.Unsupported) as exc:
             # e.g. no guest tools to take the shutdown: a hung guest often has none
-            record.update(result="refused", elapsed=round(time.monotonic() - started, 2), error=str(exc))
+            done("refused", exc)
             if not step.get("escalate_to"):
                 raise
             return _escalate(driver, vm, step, wait, progress, actions)
         except model.VirtError as exc:
-            record.update(result="failed", elapsed=round(time.monotonic() - started, 2), error=str(exc))
+            done("failed", exc)
             raise
     try:
         if wait:
             vm = driver.wait_for(vm, reached, step["timeout"], what, progress, heartbeat=action == "heartbeat")
         else:
             vm = driver.refresh(vm)
-        record["result"] = "ok" if reached(vm) else "not waited"
     except model.Timeout:
-        record["result"] = "timeout"
-        record["elapsed"] = round(time.monotonic() - started, 2)
+        done("timeout")
         if not step.get("escalate_to"):
             raise
         return _escalate(driver, vm, step, wait, progress, actions)
     except model.VirtError as exc:
-        # the step began and then failed (a host cut off mid-task, an endpoint gone)
-        record.update(result="failed", elapsed=round(time.monotonic() - started, 2), error=str(exc))
+        done("failed", exc)  # the step began and then failed (a host cut off mid-task, an endpoint gone)
         raise
-    record["elapsed"] = round(time.monotonic() - started, 2)
+    done("ok" if reached(vm) else "not waited")
     return vm
 
 

@@ -245,11 +245,8 @@ def _guard(path):
 
 def _lock_dir(lock_dir):
     path = os.path.expanduser(lock_dir)
-    try:
+    try:  # a directory we may not write to fails at the lock file, with its own message
         os.makedirs(path, mode=0o700, exist_ok=True)
-        probe = os.open(os.path.join(path, ".probe-%d" % os.getpid()), os.O_WRONLY | os.O_CREAT, 0o600)
-        os.close(probe)
-        os.unlink(os.path.join(path, ".probe-%d" % os.getpid()))
     except OSError as exc:
         raise LockError("the lock directory %s cannot be used: %s; nothing was done" % (path, exc.strerror or exc),
                         hint="Make it writable by this user, or set virtops_lock_dir / VIRTOPS_LOCK_DIR "

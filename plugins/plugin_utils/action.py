@@ -48,23 +48,22 @@ class VirtActionBase(ActionBase):
         endpoint = host_vars.get("virt_endpoint") or {}
         if "platform" not in args:
             args["platform"] = host_vars["virt_platform"]
-            # only borrow the endpoint when the platform is borrowed too
-            for key in self.endpoint_keys(args["platform"]):
-                if key in endpoint and key not in args:
-                    args[key] = endpoint[key]
-            self.fill_from_source(args, task_vars.get("virt_source"))
+            # only borrow the endpoint when the platform is borrowed too; an unknown
+            # platform fails in the work, with the list of known ones
+            platform = registry.platforms().get(args["platform"])
+            if platform is not None:
+                for key in platform.endpoint_keys():
+                    if key in endpoint and key not in args:
+                        args[key] = endpoint[key]
+                self.fill_from_source(args, platform, task_vars.get("virt_source"))
         if not args.get("name") and not args.get("uuid") and host_vars.get("virt_kind") == "vm":
             args["uuid"] = host_vars.get("virt_uuid")
         return args
 
-    def fill_from_source(self, args, source):
+    def fill_from_source(self, args, platform, source):
         """The connection options the task does not give, from the inventory source the host
         came from, re-read through Ansible's loader (so !vault values decrypt): configure an
         endpoint once, there. The platform's environment fallbacks still come after these."""
-        try:
-            platform = registry.get(args["platform"])
-        except VirtError:
-            return
         if not source or not os.path.isfile(source):
             return
         try:
@@ -80,14 +79,6 @@ class VirtActionBase(ActionBase):
                 continue
             value = config[opt.name]
             args[opt.name] = str(value) if opt.type == "str" else value  # a vaulted value decrypts here
-
-    @staticmethod
-    def endpoint_keys(platform):
-        """The options a platform keeps as non-secret endpoint data in virt_endpoint."""
-        try:
-            return registry.get(platform).endpoint_keys()
-        except VirtError:
-            return ()  # an unknown platform fails in the work, with the list of known ones
 
     def progress(self, message):
         """Shown while the task waits, so a person can follow long steps."""
