@@ -325,6 +325,9 @@ PLATFORM_SPEC = registry.register(registry.Platform(
     scope=registry.HOST,
     recovery=registry.START_STANDBY,
     capabilities=LibvirtDriver.capabilities,
+    id_options=("hypervisor_name", "uri"),
+    source_list="hypervisors",
+    source_keys={"name": "hypervisor_name"},
     client={"pip": "libvirt-python>=9.0.0", "import": "libvirt",
             # libvirt-python is built from source against the libvirt client library: headers, a
             # compiler and pkg-config only while building, the library at run time; qemu+ssh:// and

@@ -72,6 +72,12 @@ class Platform:
     capabilities: frozenset
     recovery: str | None = None
     client: dict = field(default_factory=dict)  # {"pip": "pyvmomi>=8.0", "import": "pyVmomi"}
+    # the options that name an endpoint, first set wins: the key of credential maps
+    id_options: tuple = ()
+    # where an inventory source lists several endpoints (libvirt's `hypervisors`): that key,
+    # and each entry's keys that map to connection options ({"name": "hypervisor_name"})
+    source_list: str | None = None
+    source_keys: dict = field(default_factory=dict)
 
     def option(self, name):
         return next((o for o in self.options if o.name == name), None)
@@ -101,6 +107,33 @@ class Platform:
     def open(self, params, connect_timeout=30, environ=None):
         """A connected driver for these task parameters."""
         return self.driver.open(self.resolve(params, environ), connect_timeout=connect_timeout)
+
+    def source_endpoints(self, config):
+        """The connection options of each endpoint an inventory source declares, as the
+        source gives them (credentials included when the source holds them)."""
+        config = config or {}
+        shared = {o.name: config[o.name] for o in self.options if config.get(o.name) is not None}
+        if not self.source_list:
+            return [shared]
+        found = []
+        for entry in config.get(self.source_list) or []:
+            if not isinstance(entry, dict):
+                continue
+            options = dict(shared)
+            for key, value in entry.items():
+                key = self.source_keys.get(key, key)
+                if self.option(key) is not None and value is not None:
+                    options[key] = value
+            found.append(options)
+        return found
+
+    def endpoint_id(self, options):
+        """The endpoint these options reach, as credential maps name it."""
+        for name in self.id_options:
+            value = (options or {}).get(name)
+            if value not in (None, ""):
+                return str(value)
+        return None
 
     def endpoint_keys(self):
         return tuple(o.name for o in self.options if o.endpoint)

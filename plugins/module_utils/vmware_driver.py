@@ -447,6 +447,7 @@ PLATFORM_SPEC = registry.register(registry.Platform(
     scope=registry.MANAGER,
     recovery=registry.REREGISTER,
     capabilities=VmwareDriver.capabilities,
+    id_options=("hostname",),
     client={"pip": "pyvmomi>=8.0", "import": "pyVmomi"},
     options=(
         registry.Option("hostname", "vCenter or ESXi host name.", env=("VMWARE_HOST",), endpoint=True, required=True),
