@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Set up this checkout: system packages, a Python venv in .venv, and the
 # collection linked where Ansible finds it (.build/collections, see ansible.cfg).
-#   scripts/bootstrap.sh demo   what the demo needs (libvirt client library)
+#   scripts/bootstrap.sh demo   what the demo and the lab need (libvirt client library, Go for the vCenter peer)
 #   scripts/bootstrap.sh test   + the test peers (libvirtd, QEMU, ...) and test tools
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 profile=${1:-test}
 cd "$root"
 
-apt_lists=(scripts/apt-demo.txt)
+apt_lists=(scripts/apt-demo.txt tests/peers/vcsim/apt-packages.txt)
 pip_req=requirements-run.txt
 if [ "$profile" = test ]; then
-  apt_lists+=(scripts/apt-test.txt tests/peers/libvirt/apt-packages.txt tests/peers/vcsim/apt-packages.txt)
+  apt_lists+=(scripts/apt-test.txt tests/peers/libvirt/apt-packages.txt)
   pip_req=requirements-test.txt
 fi
 

@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.virtops.unified.plugins.module_utils import model, power
 from ansible_collections.virtops.unified.plugins.module_utils.libvirt_driver import LibvirtDriver, redact_uri
 
-LAB = os.path.join(os.path.dirname(__file__), "..", "..", "demo", "lab")
+LAB = os.path.join(os.path.dirname(__file__), "files")
 KVM01 = "test://" + os.path.abspath(os.path.join(LAB, "kvm01.xml"))
 
 
