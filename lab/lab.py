@@ -259,8 +259,8 @@ def up(labfile, labdir):
         rec = ep["rec"]
         print("lab: %-10s %-8s %s%s" % (ep["name"], ep["platform"], rec.get("listen") or "files",
                                         "  control %s" % rec["control"] if rec.get("control") else ""))
-    print("lab: up. ansible-inventory -i %s --graph ; source %s" % (os.path.join(labdir, "inventory"),
-                                                                     os.path.join(labdir, "lab.env")))
+    print("lab: up. ansible-inventory -i %s --graph ; source %s"
+          % (os.path.join(labdir, "inventory"), os.path.join(labdir, "lab.env")))
 
 
 def _down(record):
@@ -296,7 +296,7 @@ def locate(record, fault, name):
         if name not in endpoints:
             raise LabError("no endpoint %r in this lab; endpoints: %s" % (name, ", ".join(endpoints)))
         return endpoints[name], name
-    head, _, tail = name.partition("/")
+    head, _slash, tail = name.partition("/")
     if tail and head in endpoints:
         return endpoints[head], tail
     host_fault = fault in HOST_FAULTS

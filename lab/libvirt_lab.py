@@ -162,7 +162,7 @@ class LibvirtLab:
         raise NotImplementedError("%s: %s" % (fault, NO_GUEST))
 
     def _crash(self, ep, rec, name):
-        wanted, _, on_host = name.partition("@")
+        wanted, _at, on_host = name.partition("@")
         hits = []
         for _cluster, host in _hosts(ep):
             if on_host and host["name"] != on_host:

@@ -29,8 +29,11 @@ def lab(*args, check=True):
     return proc
 
 
+def vm(name, **kw):
+    return dict(name=name, power="running", memory_mb=1024, cpus=1, **kw)
+
+
 def estate():
-    vm = lambda name, **kw: dict(name=name, power="running", memory_mb=1024, cpus=1, **kw)  # noqa: E731
     return {"endpoints": [
         {"name": "vc1", "platform": "vmware", "credentials": "vault", "username": "labuser", "password": PASSWORD,
          "clusters": [
