@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG="$root/ansible.cfg" ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_CO
 
 lab=.build/demo/lab
 inv=$lab/inventory
-XX
+if [ -f $lab/lab.json ]; then scripts/lab down $lab >/dev/null 2>&1 || true; fi   # a previous demo's peers
 scripts/lab up demo/lab.yml $lab
 trap 'scripts/lab down "$lab" >/dev/null' EXIT
 # the lab's own audit log and locks (a fresh restart budget each run)
