@@ -6,6 +6,8 @@ chosen by the kernel, parses its ready line, and offers:
 * `control(method, path, body)` / `state()` - the peer's JSON control API
   (fault injection and a read path that does not go through SOAP);
   `freeze(seconds)` / `frozen()` make the SOAP service silent and report it;
+  `soap(state)` takes the SOAP endpoint down, silent or up; `hang(vm)` hangs a
+  guest; `counters(vm)` - the VM's power-ons, graceful shutdowns and hard offs;
   `operations(vm)` / `ops(vm)` - the power and registration calls the peer
   received for a VM, as it recorded them; `host_power(host, state)` powers a
   host off (dead: its VMs stop, its file locks go) or on;
@@ -230,6 +232,23 @@ class VcsimPeer:
     def frozen(self):
         """{"frozen", "secondsLeft", "blocked"}: blocked counts the SOAP requests held now."""
         return self.control("GET", "/freeze")
+
+    def soap(self, state=None):
+        """The SOAP endpoint: its {"state", "listen"}, after setting it when `state` is given:
+        "down" (the port refuses connections), "silent" (a freeze with no end) or "up"."""
+        if state is None:
+            return self.control("GET", "/soap")
+        return self.control("POST", "/soap", {"state": state})
+
+    def hang(self, vm, on=True):
+        """The VM's guest hangs (heartbeat red, guest shutdown/reboot ignored) until it
+        powers off, or answers again with on=False."""
+        return self.vm_do(vm, "hang", on=on)
+
+    def counters(self, vm):
+        """(powerOns, gracefulShutdowns, hardOffs): what the peer saw done to the VM over SOAP."""
+        s = self.vm_state(vm)
+        return s["powerOns"], s["gracefulShutdowns"], s["hardOffs"]
 
     # --- pyVmomi, independent of the collection ------------------------------
     @property

@@ -44,6 +44,7 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/property"
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/simulator/esx"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -71,11 +72,15 @@ const (
 // peer state
 
 type vmFlags struct {
-	ignoreShutdown bool           // ShutdownGuest/RebootGuest accepted but never acted upon
-	shutdownDelay  *time.Duration // nil: use the global -shutdown-delay
-	tools          *bool          // nil: use the global -tools-running
-	toolsDelay     *time.Duration // nil: use the global -tools-start-delay; never (<0): Tools never start
-	taskDelay      time.Duration  // power tasks run this long (0: they finish at once, simulator behaviour; never (<0): they never finish)
+	ignoreShutdown bool // ShutdownGuest/RebootGuest accepted but never acted upon
+	// hung: the guest OS hangs (POST /vm/{id}/hang, a lab VM with heartbeat
+	// "lost"): heartbeat red and ShutdownGuest/RebootGuest ignored, until the
+	// VM powers off (its next boot is a fresh one) or the hang is lifted.
+	hung          bool
+	shutdownDelay *time.Duration // nil: use the global -shutdown-delay
+	tools         *bool          // nil: use the global -tools-running
+	toolsDelay    *time.Duration // nil: use the global -tools-start-delay; never (<0): Tools never start
+	taskDelay     time.Duration  // power tasks run this long (0: they finish at once, simulator behaviour; never (<0): they never finish)
 }
 
 // never is the delay of something that does not happen (a guest whose Tools
@@ -189,6 +194,76 @@ type peer struct {
 	orphans  map[string][]orphanVM // host moref -> VMs it has that vCenter unregistered
 	ops      []opRecord
 	rng      *mrand.Rand
+
+	// What the peer saw done to VMs, for the counters in /state (see
+	// countEvent): the events, and their indexes by VM moref and by the
+	// VM's instanceUuid at the time.
+	counts     []countEvent
+	countsByVM map[string][]int
+	countsByIU map[string][]int
+
+	soap *soapEndpoint // POST /soap: the SOAP listener goes down and up again
+
+	labHosts []labHostState // -lab: the hosts' states, applied once the estate is built
+}
+
+// countKind: what a countEvent counts.
+type countKind int
+
+const (
+	countPowerOn  countKind = iota // a power-on that took effect (PowerOnVM_Task, the power-on of a reset or of a guest reboot)
+	countGraceful                  // a guest shutdown or reboot the guest carried out
+	countHardOff                   // a hard power-off that took effect (PowerOffVM_Task, the power-off of a reset)
+)
+
+// countEvent is one thing counted for a VM, by its moref and its
+// instanceUuid at the time, so that a VM's counters go on across
+// UnregisterVM and RegisterVM_Task as its operations log does.
+type countEvent struct {
+	vm, iu string
+	kind   countKind
+}
+
+// addCountLocked records a counted event; the caller holds p.mu.
+func (p *peer) addCountLocked(vm, iu string, kinds ...countKind) {
+	for _, k := range kinds {
+		i := len(p.counts)
+		p.counts = append(p.counts, countEvent{vm: vm, iu: iu, kind: k})
+		if vm != "" {
+			p.countsByVM[vm] = append(p.countsByVM[vm], i)
+		}
+		if iu != "" {
+			key := strings.ToLower(iu)
+			p.countsByIU[key] = append(p.countsByIU[key], i)
+		}
+	}
+}
+
+// vmCounts: the counters of a VM (its moref, its instanceUuid now); the
+// caller holds p.mu.
+func (p *peer) vmCountsLocked(vm, iu string) (powerOns, graceful, hardOffs int) {
+	seen := map[int]bool{}
+	add := func(idx []int) {
+		for _, i := range idx {
+			if seen[i] {
+				continue
+			}
+			seen[i] = true
+			switch p.counts[i].kind {
+			case countPowerOn:
+				powerOns++
+			case countGraceful:
+				graceful++
+			case countHardOff:
+				hardOffs++
+			}
+		}
+	}
+	add(p.countsByVM[vm])
+	if iu != "" {
+		add(p.countsByIU[strings.ToLower(iu)])
+	}
+	return
 }
 
 // vmIdentity is what a VM keeps across UnregisterVM and RegisterVM_Task
@@ -283,7 +358,7 @@ func (p *peer) toolsStart(ref types.ManagedObjectReference, gen int) {
 	}
 	simulator.Map.WithLock(vm, func() {
 		if vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn && p.toolsWanted(id) {
-			simulator.Map.Update(vm, guestChanges(types.VirtualMachinePowerStatePoweredOn, true))
+			simulator.Map.Update(vm, p.guestChangesFor(id, types.VirtualMachinePowerStatePoweredOn, true))
 		}
 	})
 }
@@ -296,7 +371,7 @@ func (p *peer) toolsBoot(obj mo.Reference, ref types.ManagedObjectReference) {
 	delay := p.toolsDelayFor(ref.Value)
 	gen := p.poweredOnTools(ref.Value, delay != 0)
 	if delay == 0 {
-		simulator.Map.Update(obj, guestChanges(types.VirtualMachinePowerStatePoweredOn, true))
+		simulator.Map.Update(obj, p.guestChangesFor(ref.Value, types.VirtualMachinePowerStatePoweredOn, true))
 		return
 	}
 	simulator.Map.Update(obj, guestChanges(types.VirtualMachinePowerStatePoweredOn, false))
@@ -351,8 +426,20 @@ func (p *peer) finishOpWith(seq int, f func(*opRecord)) {
 		return
 	}
 	r := &p.ops[seq-1]
+	was := r.Result
 	f(r)
 	r.Finished = stamp(time.Now())
+	if was == "running" && r.Result == "success" {
+		// a power task that took effect (counters in /state)
+		switch r.Op {
+		case "PowerOnVM_Task":
+			p.addCountLocked(r.VM, r.InstanceUUID, countPowerOn)
+		case "PowerOffVM_Task":
+			p.addCountLocked(r.VM, r.InstanceUUID, countHardOff)
+		case "ResetVM_Task":
+			p.addCountLocked(r.VM, r.InstanceUUID, countHardOff, countPowerOn)
+		}
+	}
 }
 
 func faultName(f types.BaseMethodFault) string {
@@ -544,6 +631,7 @@ func (p *peer) offOnItsHost(id string) bool {
 // API) goes on: the hosts keep running while vCenter does not answer.
 type freezer struct {
 	mu      sync.Mutex
+	forever bool // POST /soap {"state": "silent"}: frozen until thawed
 	until   time.Time
 	thaw    chan struct{} // closed (and replaced) whenever the freeze changes
 	blocked int           // requests waiting now
@@ -552,10 +640,19 @@ type freezer struct {
 func (f *freezer) set(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.until = time.Time{}
+	f.until, f.forever = time.Time{}, false
 	if d > 0 {
 		f.until = time.Now().Add(d)
 	}
+	close(f.thaw)
+	f.thaw = make(chan struct{})
+}
+
+// setForever freezes until the next set.
+func (f *freezer) setForever() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.until, f.forever = time.Time{}, true
 	close(f.thaw)
 	f.thaw = make(chan struct{})
 }
@@ -565,6 +662,9 @@ func (f *freezer) wait(ctx context.Context) bool {
 	for {
 		f.mu.Lock()
 		left, thaw := time.Until(f.until), f.thaw
+		if f.forever {
+			left = time.Hour // until thawed (thaw is closed then)
+		}
 		if left <= 0 {
 			f.mu.Unlock()
 			return true
@@ -596,11 +696,91 @@ type freezeState struct {
 func (f *freezer) state() freezeState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.forever {
+		return freezeState{Frozen: true, SecondsLeft: -1, Blocked: f.blocked}
+	}
 	left := time.Until(f.until).Seconds()
 	if left < 0 {
 		left = 0
 	}
 	return freezeState{Frozen: left > 0, SecondsLeft: left, Blocked: f.blocked}
+}
+
+// soapEndpoint is the SOAP (HTTPS) listener, which POST /soap takes down
+// (connections refused: the port is closed) and brings up again on the
+// same address.  The simulator behind it, the control API and the hosts go
+// on meanwhile.
+type soapEndpoint struct {
+	mu      sync.Mutex
+	addr    string // host:port; fixed by the first listen
+	tls     *tls.Config
+	handler http.Handler
+	errLog  *log.Logger
+	srv     *http.Server // nil while down
+}
+
+// listen opens the port (again); the caller holds mu.
+func (e *soapEndpoint) listen() error {
+	ln, err := net.Listen("tcp", e.addr)
+	if err != nil {
+		return err
+	}
+	e.addr = ln.Addr().String()
+	srv := &http.Server{Handler: e.handler, ErrorLog: e.errLog}
+	e.srv = srv
+	go func() { _ = srv.Serve(tls.NewListener(ln, e.tls)) }()
+	return nil
+}
+
+// close closes the port and every connection, also those of requests under
+// way (their clients see the connection drop); the caller holds mu.
+func (e *soapEndpoint) close() {
+	if e.srv != nil {
+		_ = e.srv.Close()
+		e.srv = nil
+	}
+}
+
+// set: POST /soap.  "down" closes the port; "up" thaws a freeze and listens
+// (again); "silent" listens and freezes with no end (see freezer).
+func (p *peer) setSOAP(state string) error {
+	e := p.soap
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch state {
+	case "down":
+		e.close()
+		return nil
+	case "up", "silent":
+		if e.srv == nil {
+			if err := e.listen(); err != nil {
+				return errf(http.StatusConflict, "cannot listen on %s again: %v", e.addr, err)
+			}
+		}
+		if state == "up" {
+			p.freeze.set(0)
+		} else {
+			p.freeze.setForever()
+		}
+		return nil
+	}
+	return errf(http.StatusBadRequest, "state must be up, down or silent")
+}
+
+func (p *peer) soapState() map[string]string {
+	e := p.soap
+	e.mu.Lock()
+	down := e.srv == nil
+	addr := e.addr
+	e.mu.Unlock()
+	state := "up"
+	switch {
+	case down:
+		state = "down"
+	case p.freeze.state().Frozen:
+		state = "silent"
+	}
+	return map[string]string{"state": state, "listen": addr}
 }
 
 func (p *peer) taskDelayFor(id string) time.Duration {
@@ -657,6 +837,53 @@ func guestChanges(power types.VirtualMachinePowerState, tools bool) []types.Prop
 	}
 }
 
+// guestChangesFor: guestChanges for this VM.  A hung guest (vmFlags.hung)
+// whose Tools run sends no heartbeats: red.
+func (p *peer) guestChangesFor(id string, power types.VirtualMachinePowerState, tools bool) []types.PropertyChange {
+	changes := guestChanges(power, tools)
+	if !(tools && power == types.VirtualMachinePowerStatePoweredOn && p.vmFlags(id).hung) {
+		return changes
+	}
+	for i := range changes {
+		if changes[i].Name == "guestHeartbeatStatus" || changes[i].Name == "summary.quickStats.guestHeartbeatStatus" {
+			changes[i].Val = types.ManagedEntityStatusRed
+		}
+	}
+	return changes
+}
+
+// setHang makes the VM's guest hang (heartbeat red while its Tools run,
+// ShutdownGuest and RebootGuest ignored) or lifts the hang (heartbeat green
+// again if its Tools run).  A hang is a state of a running guest: refused
+// (409) on a powered-off VM; it ends when the VM powers off.
+func (p *peer) setHang(vm *simulator.VirtualMachine, on bool) error {
+	id := vm.Self.Value
+	if on && p.offOnItsHost(id) {
+		return errf(http.StatusConflict, "%s does not run: its host is powered off", vm.Name)
+	}
+	var err error
+	simulator.Map.WithLock(vm, func() {
+		if on && vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOff {
+			err = errf(http.StatusConflict, "%s is powered off: only a running (or suspended) guest can hang", vm.Name)
+			return
+		}
+		p.setVMFlags(id, func(f *vmFlags) { f.hung = on })
+		if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn || vm.Guest == nil ||
+			vm.Guest.ToolsRunningStatus != string(types.VirtualMachineToolsRunningStatusGuestToolsRunning) {
+			return // no heartbeat now (Tools not running, or still to start): the colour comes when they do
+		}
+		hb := types.ManagedEntityStatusGreen
+		if on {
+			hb = types.ManagedEntityStatusRed
+		}
+		simulator.Map.Update(vm, []types.PropertyChange{
+			{Name: "guestHeartbeatStatus", Val: hb},
+			{Name: "summary.quickStats.guestHeartbeatStatus", Val: hb},
+		})
+	})
+	return err
+}
+
 // watcher is a simulator.RegisterObject handler: it keeps guest state in line
 // with power state changes made by any code path (SOAP power ops, guest
 // shutdown, reset, control API).
@@ -701,6 +928,8 @@ func (w *watcher) UpdateObject(o mo.Reference, changes []types.PropertyChange) {
 				}
 			case types.VirtualMachinePowerStatePoweredOff:
 				vm.Runtime.BootTime = nil
+				// the guest is gone: its next boot is a fresh one, not hung
+				w.p.setVMFlags(ref.Value, func(f *vmFlags) { f.hung = false })
 			}
 			vm.Summary.Runtime.BootTime = vm.Runtime.BootTime
 			w.p.lockUpdate(vm, state)
@@ -887,7 +1116,8 @@ func (h *vmHook) ShutdownGuest(ctx *simulator.Context, req *types.ShutdownGuest)
 			return
 		}
 		ev = vmEventLocked(vm)
-		if hung = h.p.vmFlags(ref.Value).ignoreShutdown; hung {
+		if f := h.p.vmFlags(ref.Value); f.ignoreShutdown || f.hung {
+			hung = true
 			return // hung guest: accepted, nothing happens
 		}
 		if delay = h.p.delayFor(ref.Value); delay > 0 {
@@ -917,7 +1147,7 @@ func (h *vmHook) ShutdownGuest(ctx *simulator.Context, req *types.ShutdownGuest)
 // delayedShutdown completes an accepted ShutdownGuest after a delay.
 func (p *peer) delayedShutdown(ref types.ManagedObjectReference, delay time.Duration) {
 	time.Sleep(delay)
-	if vm := getVM(ref.Value); vm == nil || p.vmFlags(ref.Value).ignoreShutdown {
+	if f := p.vmFlags(ref.Value); getVM(ref.Value) == nil || f.ignoreShutdown || f.hung {
 		return
 	}
 	p.guestPowersOff(ref)
@@ -940,6 +1170,9 @@ func (p *peer) guestPowersOff(ref types.ManagedObjectReference) {
 		if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn {
 			return
 		}
+		p.mu.Lock()
+		p.addCountLocked(ref.Value, vm.Config.InstanceUuid, countGraceful) // the guest carried it out
+		p.mu.Unlock()
 		if hostFault(vm, false) != nil {
 			p.mu.Lock()
 			p.truth[ref.Value] = off
@@ -982,11 +1215,20 @@ func (h *vmHook) RebootGuest(ctx *simulator.Context, req *types.RebootGuest) soa
 			return
 		}
 		ev = vmEventLocked(vm)
-		if hung = h.p.vmFlags(ref.Value).ignoreShutdown; !hung {
+		f := h.p.vmFlags(ref.Value)
+		if hung = f.ignoreShutdown || f.hung; !hung {
 			// govmomi 0.24 has no RebootGuest.  The VM stays powered on
 			// (runtime.bootTime unchanged); its Tools stop with the guest OS
-			// and start again after the tools delay.
+			// and start again after the tools delay.  The guest carried
+			// it out: one graceful shutdown and one power-on (/state).
 			h.p.toolsBoot(vm, ref)
+			iu := ""
+			if vm.Config != nil {
+				iu = vm.Config.InstanceUuid
+			}
+			h.p.mu.Lock()
+			h.p.addCountLocked(ref.Value, iu, countGraceful, countPowerOn)
+			h.p.mu.Unlock()
 		}
 	})
 	if body.Fault_ != nil {
@@ -1956,6 +2198,7 @@ func (p *peer) registered(vm *simulator.VirtualMachine, vmx string, template boo
 		delete(p.unregistered, vmx)
 		if ident.flags != nil {
 			f := *ident.flags
+			f.hung = false // registered powered off: its guest boots afresh
 			p.flags[id] = &f
 		}
 		p.mu.Unlock()
@@ -2432,6 +2675,13 @@ type vmState struct {
 	// The VM's power state on its host, when vCenter cannot see it (its
 	// host powered off or cut off); "" when it is what vCenter shows.
 	PowerStateOnHost string `json:"powerStateOnHost"`
+	Hung             bool   `json:"hung"` // the guest hangs (POST /vm/{id}/hang)
+	// What the peer saw done to the VM since it started (see README):
+	// power-ons that took effect, guest shutdowns and reboots the guest
+	// carried out, hard power-offs that took effect.
+	PowerOns          int `json:"powerOns"`
+	GracefulShutdowns int `json:"gracefulShutdowns"`
+	HardOffs          int `json:"hardOffs"`
 }
 
 func clusterOf(hostRef types.ManagedObjectReference) *string {
@@ -2529,6 +2779,7 @@ func (p *peer) vmInfo(vm *simulator.VirtualMachine) vmState {
 	s.Path, s.Datacenter = inventoryPath(vm.Self)
 	f := p.vmFlags(s.Moref)
 	s.IgnoreShutdown = f.ignoreShutdown
+	s.Hung = f.hung
 	s.ShutdownDelay = p.delayFor(s.Moref).Seconds()
 	s.TaskDelay = seconds(f.taskDelay)
 	s.RunningTask = p.runningTask(s.Moref)
@@ -2538,6 +2789,7 @@ func (p *peer) vmInfo(vm *simulator.VirtualMachine) vmState {
 	if t, ok := p.truth[s.Moref]; ok {
 		s.PowerStateOnHost = string(t)
 	}
+	s.PowerOns, s.GracefulShutdowns, s.HardOffs = p.vmCountsLocked(s.Moref, s.InstanceUUID)
 	p.mu.Unlock()
 	return s
 }
@@ -2724,6 +2976,9 @@ func (p *peer) setHostPower(h *simulator.HostSystem, state string) error {
 					p.mu.Lock()
 					p.truth[ref.Value] = types.VirtualMachinePowerStatePoweredOff
 					delete(p.toolsPending, ref.Value)
+					if f, ok := p.flags[ref.Value]; ok {
+						f.hung = false // the guest died with its host
+					}
 					p.mu.Unlock()
 				}
 			})
@@ -2878,7 +3133,7 @@ func (p *peer) rediscover(h *simulator.HostSystem, o orphanVM) error {
 			// it has been running all along: Tools up, its own boot time
 			p.cancelTools(ref.Value)
 			if p.toolsWanted(ref.Value) {
-				simulator.Map.Update(vm, guestChanges(on, true))
+				simulator.Map.Update(vm, p.guestChangesFor(ref.Value, on, true))
 			}
 			if o.bootTime != nil {
 				b := *o.bootTime
@@ -3160,6 +3415,7 @@ POST /vm/{id}/heartbeat                 {"status": "green"|"yellow"|"red"|"gray"
 POST /vm/{id}/tools                     {"running": true}   at once (drops a Tools start still to come)
 POST /vm/{id}/tools_delay               {"seconds": 2}   Tools start that long after each power-on; -1 or "never": they never start
 POST /vm/{id}/ignore_shutdown           {"on": true}
+POST /vm/{id}/hang                      {"on": true}   the guest hangs: heartbeat red, guest shutdown/reboot ignored, until it powers off
 POST /vm/{id}/shutdown_delay            {"seconds": 5}
 POST /vm/{id}/task_delay                {"seconds": 3}   power tasks stay running that long; a host lost meanwhile fails them; -1 or "never": they never finish
 POST /vm/{id}/rename                    {"name": "new name"}
@@ -3168,6 +3424,8 @@ POST /vm/{id}/relocate                  {"host": "name-or-moref"}
 POST /vm/{id}/power                     {"state": "poweredOn"|"poweredOff"|"suspended"}
 GET  /freeze                             {"frozen", "secondsLeft", "blocked"}
 POST /freeze                            {"seconds": 30}   the SOAP service answers nothing for that long; 0 thaws
+GET  /soap                               {"state": "up"|"down"|"silent", "listen"}
+POST /soap                              {"state": "up"|"down"|"silent"}   down: the SOAP port refuses connections; silent: a freeze with no end; up: serve again
 Path segments are URL-escaped (a name containing "/" is sent as %2F).
 `
 
@@ -3282,6 +3540,18 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 			p.freeze.set(time.Duration(secs * float64(time.Second)))
 		}
 		writeJSON(w, http.StatusOK, p.freeze.state())
+	case len(parts) == 1 && parts[0] == "soap" && (r.Method == http.MethodGet || r.Method == http.MethodPost):
+		if r.Method == http.MethodPost {
+			s, err := str("state")
+			if err == nil {
+				err = p.setSOAP(s)
+			}
+			if err != nil {
+				writeErr(w, err)
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, p.soapState())
 	case len(parts) >= 2 && parts[0] == "host":
 		h, err := findHost(parts[1])
 		if err != nil {
@@ -3351,6 +3621,11 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 			if on, err = boolean("on"); err == nil {
 				p.setVMFlags(id, func(f *vmFlags) { f.ignoreShutdown = on })
 			}
+		case "hang":
+			var on bool
+			if on, err = boolean("on"); err == nil {
+				err = p.setHang(vm, on)
+			}
 		case "shutdown_delay":
 			var d time.Duration
 			if d, err = delaySeconds(body, false); err == nil {
@@ -3395,6 +3670,522 @@ func (p *peer) control(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeErr(w, errf(http.StatusNotFound, "unknown endpoint %s %s (GET / lists them)", r.Method, r.URL.Path))
 	}
+}
+
+// ---------------------------------------------------------------------------
+// -lab: the model built to a lab estate (see README, "Lab estates")
+
+type labVM struct {
+	name, power, heartbeat string
+	graceful               bool
+	memoryMB, cpus         int32
+	folder, uuid           string
+	priority               int // 0: none
+}
+
+type labHost struct {
+	name, state string
+	vms         []labVM
+}
+
+type labCluster struct {
+	name  string
+	hosts []labHost
+}
+
+type labEstate struct {
+	clusters []labCluster
+	hosts    []labHost // standalone
+}
+
+// vsphereName escapes a name as vCenter stores entity names: "%", "/" and
+// "\" become "%25", "%2f" and "%5c".
+func vsphereName(s string) string {
+	return strings.NewReplacer("%", "%25", "/", "%2f", `\`, "%5c").Replace(s)
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// restartPriority: the lab's priority (1 restarts first) as vSphere HA's
+// ClusterDasVmSettingsRestartPriority.
+var restartPriority = map[int]string{1: "highest", 2: "high", 3: "medium", 4: "low", 5: "lowest"}
+
+func labErr(where, format string, a ...interface{}) error {
+	return fmt.Errorf("-lab: %s: %s", where, fmt.Sprintf(format, a...))
+}
+
+func labKeys(where string, m map[string]interface{}, allowed ...string) error {
+	ok := map[string]bool{}
+	for _, k := range allowed {
+		ok[k] = true
+	}
+	var bad []string
+	for k := range m {
+		if !ok[k] {
+			bad = append(bad, k)
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return labErr(where, "unknown field %q (known: %s)", bad[0], strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
+func labName(where string, m map[string]interface{}) (string, error) {
+	v, ok := m["name"]
+	if !ok {
+		return "", labErr(where, "field \"name\" is missing")
+	}
+	s, ok := v.(string)
+	if !ok || s == "" {
+		return "", labErr(where, "name must be a non-empty string, not %v", v)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return "", labErr(where, "name %q holds a control character, which vSphere names cannot", s)
+		}
+	}
+	return s, nil
+}
+
+func labString(where string, m map[string]interface{}, key, def string, allowed ...string) (string, error) {
+	v, ok := m[key]
+	if !ok {
+		return def, nil
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		return "", labErr(where, "%s must be a string, not %v", key, v)
+	}
+	if len(allowed) == 0 {
+		return s, nil
+	}
+	for _, a := range allowed {
+		if s == a {
+			return s, nil
+		}
+	}
+	return "", labErr(where, "unknown %s %q (known: %s)", key, s, strings.Join(allowed, ", "))
+}
+
+func labInt(where string, m map[string]interface{}, key string, def, min, max int) (int, error) {
+	v, ok := m[key]
+	if !ok {
+		return def, nil
+	}
+	f, isNum := v.(float64)
+	if !isNum || f != float64(int(f)) || int(f) < min || int(f) > max {
+		return 0, labErr(where, "%s must be an integer from %d to %d, not %v", key, min, max, v)
+	}
+	return int(f), nil
+}
+
+func labList(where string, m map[string]interface{}, key string) ([]map[string]interface{}, error) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	list, isList := v.([]interface{})
+	if !isList {
+		return nil, labErr(where, "%s must be a list", key)
+	}
+	out := make([]map[string]interface{}, 0, len(list))
+	for i, e := range list {
+		em, isMap := e.(map[string]interface{})
+		if !isMap {
+			return nil, labErr(fmt.Sprintf("%s.%s[%d]", where, key, i), "must be an object")
+		}
+		out = append(out, em)
+	}
+	return out, nil
+}
+
+func parseLabHost(where string, m map[string]interface{}, inCluster bool) (labHost, error) {
+	var h labHost
+	name, err := labName(where, m)
+	if err != nil {
+		return h, err
+	}
+	where = fmt.Sprintf("%s (%q)", where, name)
+	if k, ok := m["kind"]; ok {
+		return h, labErr(where, "kind %v cannot be represented: a vCenter host is an ESXi hypervisor (bare metal belongs to a redfish endpoint)", k)
+	}
+	if err := labKeys(where, m, "name", "state", "vms"); err != nil {
+		return h, err
+	}
+	h.name = name
+	if h.state, err = labString(where, m, "state", "connected", "connected", "maintenance", "disconnected", "not_responding"); err != nil {
+		return h, err
+	}
+	vms, err := labList(where, m, "vms")
+	if err != nil {
+		return h, err
+	}
+	for i, vm := range vms {
+		w := fmt.Sprintf("%s.vms[%d]", where, i)
+		var v labVM
+		if v.name, err = labName(w, vm); err != nil {
+			return h, err
+		}
+		w = fmt.Sprintf("%s (%q)", w, v.name)
+		if err := labKeys(w, vm, "name", "power", "heartbeat", "graceful", "memory_mb", "cpus", "folder", "uuid", "priority"); err != nil {
+			return h, err
+		}
+		if v.power, err = labString(w, vm, "power", "running", "running", "stopped", "suspended"); err != nil {
+			return h, err
+		}
+		if v.heartbeat, err = labString(w, vm, "heartbeat", "ok", "ok", "lost", "none"); err != nil {
+			return h, err
+		}
+		if v.heartbeat == "lost" && v.power == "stopped" {
+			return h, labErr(w, "heartbeat lost needs a running or suspended guest (power is stopped): a hang is a state of a running guest")
+		}
+		v.graceful = true
+		if g, ok := vm["graceful"]; ok {
+			b, isBool := g.(bool)
+			if !isBool {
+				return h, labErr(w, "graceful must be true or false, not %v", g)
+			}
+			v.graceful = b
+		}
+		mem, err := labInt(w, vm, "memory_mb", 1024, 4, 24*1024*1024)
+		if err != nil {
+			return h, err
+		}
+		cpus, err := labInt(w, vm, "cpus", 1, 1, 768)
+		if err != nil {
+			return h, err
+		}
+		v.memoryMB, v.cpus = int32(mem), int32(cpus)
+		if v.folder, err = labString(w, vm, "folder", ""); err != nil {
+			return h, err
+		}
+		if v.uuid, err = labString(w, vm, "uuid", ""); err != nil {
+			return h, err
+		}
+		if v.uuid != "" && !uuidRE.MatchString(v.uuid) {
+			return h, labErr(w, "uuid %q is not a UUID (8-4-4-4-12 hex digits)", v.uuid)
+		}
+		if _, ok := vm["priority"]; ok && !inCluster {
+			return h, labErr(w, "priority: a standalone host has no vSphere HA, so no restart priority")
+		}
+		if v.priority, err = labInt(w, vm, "priority", 0, 1, 5); err != nil {
+			return h, err
+		}
+		if h.state == "maintenance" && v.power == "running" {
+			return h, labErr(w, "running on a host in maintenance mode: vSphere puts a host in maintenance mode only once no VM runs on it (power: stopped or suspended)")
+		}
+		h.vms = append(h.vms, v)
+	}
+	return h, nil
+}
+
+// parseLab reads a lab estate (see README).  The lab file's endpoint keys
+// that are not the estate's (name, platform, credentials, username,
+// password) are accepted and ignored: the credentials come with -username
+// and -password.
+func parseLab(data []byte) (*labEstate, error) {
+	var top map[string]interface{}
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, fmt.Errorf("-lab: not a JSON object: %v", err)
+	}
+	if err := labKeys("estate", top, "clusters", "hosts", "name", "platform", "credentials", "username", "password"); err != nil {
+		return nil, err
+	}
+	if p, ok := top["platform"]; ok && p != "vmware" {
+		return nil, labErr("estate", "platform %v: this peer is a vCenter (vmware)", p)
+	}
+	est := &labEstate{}
+	hostNames := map[string]string{} // vSphere name -> where
+	vmNames := map[string]string{}   // folder + "\x00" + vSphere name -> where
+	check := func(where string, h labHost) error {
+		if prev, dup := hostNames[vsphereName(h.name)]; dup {
+			return labErr(where, "host name %q is already used by %s: vCenter holds a host once", h.name, prev)
+		}
+		hostNames[vsphereName(h.name)] = where
+		for _, v := range h.vms {
+			key := labFolderKey(v.folder) + "\x00" + vsphereName(v.name)
+			if prev, dup := vmNames[key]; dup {
+				return labErr(where, "VM %q in folder %q: the name is already used in that folder by %s (vCenter: DuplicateName; put one in another folder)", v.name, v.folder, prev)
+			}
+			vmNames[key] = fmt.Sprintf("the VM on host %q", h.name)
+		}
+		return nil
+	}
+	clusters, err := labList("estate", top, "clusters")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for i, c := range clusters {
+		where := fmt.Sprintf("clusters[%d]", i)
+		name, err := labName(where, c)
+		if err != nil {
+			return nil, err
+		}
+		where = fmt.Sprintf("%s (%q)", where, name)
+		if err := labKeys(where, c, "name", "hosts"); err != nil {
+			return nil, err
+		}
+		if seen[vsphereName(name)] {
+			return nil, labErr(where, "cluster name %q is used twice (vCenter: DuplicateName)", name)
+		}
+		seen[vsphereName(name)] = true
+		lc := labCluster{name: name}
+		hosts, err := labList(where, c, "hosts")
+		if err != nil {
+			return nil, err
+		}
+		for j, hm := range hosts {
+			w := fmt.Sprintf("%s.hosts[%d]", where, j)
+			h, err := parseLabHost(w, hm, true)
+			if err != nil {
+				return nil, err
+			}
+			if err := check(w, h); err != nil {
+				return nil, err
+			}
+			lc.hosts = append(lc.hosts, h)
+		}
+		est.clusters = append(est.clusters, lc)
+	}
+	hosts, err := labList("estate", top, "hosts")
+	if err != nil {
+		return nil, err
+	}
+	for j, hm := range hosts {
+		w := fmt.Sprintf("hosts[%d]", j)
+		h, err := parseLabHost(w, hm, false)
+		if err != nil {
+			return nil, err
+		}
+		if err := check(w, h); err != nil {
+			return nil, err
+		}
+		est.hosts = append(est.hosts, h)
+	}
+	return est, nil
+}
+
+// labFolder splits a lab folder ("team-a/web") into vSphere folder names
+// below the datacenter's vm folder; "/" separates folders, so a folder
+// name cannot hold one.
+func labFolder(folder string) []string {
+	var out []string
+	for _, part := range strings.Split(folder, "/") {
+		if part != "" {
+			out = append(out, vsphereName(part))
+		}
+	}
+	return out
+}
+
+func labFolderKey(folder string) string { return strings.Join(labFolder(folder), "/") }
+
+// buildLab builds the estate into the (empty) datacenter the model made,
+// the vSphere way, through the in-process client: CreateClusterEx,
+// AddHost_Task / AddStandaloneHost_Task, a datastore shared by all hosts,
+// CreateFolder, CreateVM_Task on the VM's host and pool, PowerOnVM_Task
+// (and SuspendVM_Task), ReconfigureComputeResource_Task for restart
+// priorities.  These calls do not go through the SOAP handler: they are not
+// in /operations and not counted.  Host states are set last.
+func (p *peer) buildLab(est *labEstate, dsDir string) error {
+	ctx := context.Background()
+	dcs := simulator.Map.All("Datacenter")
+	if len(dcs) != 1 {
+		return fmt.Errorf("-lab: want one datacenter, the model has %d", len(dcs))
+	}
+	dc := object.NewDatacenter(p.client, dcs[0].Reference())
+	folders, err := dc.Folders(ctx)
+	if err != nil {
+		return err
+	}
+	// wait(what)(task, err): the task's result
+	wait := func(what string) func(*object.Task, error) (types.AnyType, error) {
+		return func(task *object.Task, err error) (types.AnyType, error) {
+			if err != nil {
+				return nil, fmt.Errorf("-lab: %s: %v", what, err)
+			}
+			info, err := task.WaitForResult(ctx, nil)
+			if err != nil {
+				return nil, fmt.Errorf("-lab: %s: %v", what, err)
+			}
+			return info.Result, nil
+		}
+	}
+	type placed struct {
+		lh      labHost
+		host    *object.HostSystem
+		pool    *object.ResourcePool
+		cluster *object.ClusterComputeResource
+	}
+	var all []placed
+	for _, c := range est.clusters {
+		cluster, err := folders.HostFolder.CreateCluster(ctx, vsphereName(c.name), types.ClusterConfigSpecEx{})
+		if err != nil {
+			return fmt.Errorf("-lab: cluster %q: %v", c.name, err)
+		}
+		pool, err := cluster.ResourcePool(ctx)
+		if err != nil {
+			return err
+		}
+		for _, lh := range c.hosts {
+			spec := types.HostConnectSpec{HostName: vsphereName(lh.name)}
+			res, err := wait(fmt.Sprintf("host %q", lh.name))(cluster.AddHost(ctx, spec, true, nil, nil))
+			if err != nil {
+				return err
+			}
+			all = append(all, placed{lh, object.NewHostSystem(p.client, res.(types.ManagedObjectReference)), pool, cluster})
+		}
+	}
+	for _, lh := range est.hosts {
+		spec := types.HostConnectSpec{HostName: vsphereName(lh.name)}
+		res, err := wait(fmt.Sprintf("host %q", lh.name))(folders.HostFolder.AddStandaloneHost(ctx, spec, true, nil, nil))
+		if err != nil {
+			return err
+		}
+		host := object.NewHostSystem(p.client, res.(types.ManagedObjectReference))
+		pool, err := host.ResourcePool(ctx)
+		if err != nil {
+			return err
+		}
+		all = append(all, placed{lh, host, pool, nil})
+	}
+	// One datastore on every host, as the generated model has: their VMs'
+	// files are on storage they all reach (a VM can be registered on any).
+	const ds = "LocalDS_0"
+	for _, pl := range all {
+		dss, err := pl.host.ConfigManager().DatastoreSystem(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := dss.CreateLocalDatastore(ctx, ds, dsDir); err != nil {
+			return fmt.Errorf("-lab: datastore on %q: %v", pl.lh.name, err)
+		}
+	}
+	dirs := map[string]bool{}
+	n := 0
+	for _, pl := range all {
+		var das []types.ClusterDasVmConfigSpec
+		for _, v := range pl.lh.vms {
+			n++
+			folder := folders.VmFolder
+			for _, part := range labFolder(v.folder) {
+				if folder, err = p.childFolder(folder.Reference(), part); err != nil {
+					return fmt.Errorf("-lab: folder %q: %v", v.folder, err)
+				}
+			}
+			name := vsphereName(v.name)
+			// The VM's directory on the datastore, named after the VM as
+			// vCenter does ("name (1)" for the second of a name, as the
+			// simulator does); a name the file system cannot take gets vm-N.
+			stem := name
+			if stem == "." || stem == ".." || len(stem) > 200 {
+				stem = fmt.Sprintf("vm-%d", n)
+			}
+			dir := stem
+			for i := 0; dirs[dir]; i++ {
+				dir = fmt.Sprintf("%s (%d)", stem, i)
+			}
+			dirs[dir] = true
+			vmx := fmt.Sprintf("[%s] %s/%s.vmx", ds, dir, stem)
+			var devices object.VirtualDeviceList
+			scsi, _ := devices.CreateSCSIController("pvscsi")
+			ide, _ := devices.CreateIDEController()
+			cdrom, _ := devices.CreateCdrom(ide.(*types.VirtualIDEController))
+			disk := devices.CreateDisk(scsi.(types.BaseVirtualController), types.ManagedObjectReference{},
+				fmt.Sprintf("[%s] %s/%s.vmdk", ds, dir, stem))
+			disk.CapacityInKB = 1024
+			nic := esx.EthernetCard // "VM Network"
+			devices = append(devices, scsi, cdrom, disk, &nic)
+			config := types.VirtualMachineConfigSpec{
+				Name:     name,
+				GuestId:  string(types.VirtualMachineGuestOsIdentifierOtherGuest),
+				Files:    &types.VirtualMachineFileInfo{VmPathName: vmx},
+				MemoryMB: int64(v.memoryMB),
+				NumCPUs:  v.cpus,
+				Uuid:     strings.ToLower(v.uuid),
+			}
+			if config.DeviceChange, err = devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd); err != nil {
+				return err
+			}
+			what := fmt.Sprintf("VM %q on host %q", v.name, pl.lh.name)
+			res, err := wait(what)(folder.CreateVM(ctx, config, pl.pool, pl.host))
+			if err != nil {
+				return err
+			}
+			ref := res.(types.ManagedObjectReference)
+			id := ref.Value
+			p.setVMFlags(id, func(f *vmFlags) {
+				f.ignoreShutdown = !v.graceful
+				f.hung = v.heartbeat == "lost"
+				if v.heartbeat == "none" {
+					no := false
+					f.tools = &no // Tools not installed (the simulator's toolsNotInstalled stays)
+				}
+			})
+			vm := object.NewVirtualMachine(p.client, ref)
+			if v.power != "stopped" {
+				if _, err := wait(what + ": power on")(vm.PowerOn(ctx)); err != nil {
+					return err
+				}
+			}
+			if v.power == "suspended" {
+				if _, err := wait(what + ": suspend")(vm.Suspend(ctx)); err != nil {
+					return err
+				}
+			}
+			if v.priority != 0 {
+				das = append(das, types.ClusterDasVmConfigSpec{
+					ArrayUpdateSpec: types.ArrayUpdateSpec{Operation: types.ArrayUpdateOperationAdd},
+					Info: &types.ClusterDasVmConfigInfo{Key: ref,
+						DasSettings: &types.ClusterDasVmSettings{RestartPriority: restartPriority[v.priority]}},
+				})
+			}
+		}
+		if len(das) > 0 {
+			_, err := wait(fmt.Sprintf("restart priorities on host %q", pl.lh.name))(
+				pl.cluster.Reconfigure(ctx, &types.ClusterConfigSpecEx{DasVmConfigSpec: das}, true))
+			if err != nil {
+				return err
+			}
+		}
+	}
+	p.labHosts = nil
+	for _, pl := range all {
+		p.labHosts = append(p.labHosts, labHostState{pl.host.Reference(), pl.lh.state})
+	}
+	return nil
+}
+
+type labHostState struct {
+	ref   types.ManagedObjectReference
+	state string
+}
+
+// applyLabHostStates sets the lab hosts' states, once their VMs are up
+// (the existing /host/{h}/maintenance and /connection semantics).
+func (p *peer) applyLabHostStates() error {
+	for _, hs := range p.labHosts {
+		h, ok := simulator.Map.Get(hs.ref).(*simulator.HostSystem)
+		if !ok {
+			return fmt.Errorf("-lab: host %s is gone", hs.ref.Value)
+		}
+		var err error
+		switch hs.state {
+		case "maintenance":
+			p.setMaintenance(h, true)
+		case "disconnected":
+			err = p.setHostConnection(h, "disconnected")
+		case "not_responding":
+			err = p.setHostConnection(h, "notResponding")
+		}
+		if err != nil {
+			return fmt.Errorf("-lab: host %s: %v", h.Name, err)
+		}
+	}
+	return nil
 }
 
 // ---------------------------------------------------------------------------
@@ -3500,11 +4291,23 @@ func main() {
 		names         = flag.String("names", "", `JSON (or @file) renaming VMs at start: {"DC0_H0_VM0": "new name", "DC0_C0_RP0_VM0": {"name": "x", "folder": "sub/dir"}}`)
 		trace         = flag.Bool("trace", false, "log SOAP traffic to stderr")
 		stdinExit     = flag.Bool("exit-on-stdin-eof", false, "exit when stdin is closed (ties the peer to its parent)")
+		labFile       = flag.String("lab", "", "JSON file: build the model to this lab estate (clusters, hosts, VMs) instead of -dc/-cluster/-host/-vm; see README")
 	)
 	flag.Var(&toolsDelay, "tools-start-delay", `time from a VM's power-on until VMware Tools run in its guest (heartbeat gray meanwhile); "never": they never start; 0: at once (simulator behaviour)`)
 	flag.Parse()
 	log.SetPrefix("vcsim: ")
 	simulator.Trace = *trace
+
+	var estate *labEstate
+	if *labFile != "" {
+		data, err := ioutil.ReadFile(*labFile)
+		if err != nil {
+			log.Fatalf("-lab: %v", err)
+		}
+		if estate, err = parseLab(data); err != nil {
+			log.Fatal(err)
+		}
+	}
 
 	// The model keeps datastore files under TMPDIR: give it a private directory.
 	tmp, err := ioutil.TempDir("", "vcsim-peer-")
@@ -3522,6 +4325,11 @@ func main() {
 	model.Datastore = *ds
 	model.Pool = *pool
 	model.Autostart = *autostart
+	if estate != nil {
+		// one empty datacenter; buildLab fills it
+		model.Datacenter, model.Cluster, model.ClusterHost, model.Host = 1, 0, 0, 0
+		model.Machine, model.Datastore, model.Pool, model.Portgroup = 0, 0, 0, 0
+	}
 
 	p := &peer{
 		model:         model,
@@ -3539,6 +4347,8 @@ func main() {
 		orphans:       map[string][]orphanVM{},
 		disks:         map[string]string{},
 		rng:           mrand.New(mrand.NewSource(time.Now().UnixNano())),
+		countsByVM:    map[string][]int{},
+		countsByIU:    map[string][]int{},
 	}
 	p.freeze.thaw = make(chan struct{})
 	cleanup := func() {
@@ -3582,6 +4392,16 @@ func main() {
 		fail(fmt.Errorf("unexpected SearchIndex reference %v", si))
 	}
 
+	if estate != nil {
+		dsDir, err := ioutil.TempDir(tmp, "lab-LocalDS_0-")
+		if err != nil {
+			fail(err)
+		}
+		if err := p.buildLab(estate, dsDir); err != nil {
+			fail(err)
+		}
+	}
+
 	// guest state of the model's VMs
 	for _, vm := range allVMs() {
 		simulator.Map.WithLock(vm, func() {
@@ -3596,14 +4416,18 @@ func main() {
 			if vm.GuestHeartbeatStatus == "" {
 				simulator.Map.Update(vm, []types.PropertyChange{{Name: "guestHeartbeatStatus", Val: types.ManagedEntityStatusGray}})
 			}
-			if p.toolsDefault {
+			if p.toolsWanted(vm.Self.Value) {
 				// the model's VMs have been up for a while: Tools run already
-				simulator.Map.Update(vm, guestChanges(vm.Runtime.PowerState, true))
+				p.cancelTools(vm.Self.Value)
+				simulator.Map.Update(vm, p.guestChangesFor(vm.Self.Value, vm.Runtime.PowerState, true))
 			}
 			p.lockUpdate(&vm.VirtualMachine, vm.Runtime.PowerState)
 		})
 	}
 	if err := p.applyNames(*names); err != nil {
+		fail(err)
+	}
+	if err := p.applyLabHostStates(); err != nil {
 		fail(err)
 	}
 
@@ -3616,20 +4440,23 @@ func main() {
 	mux := svc.ServeMux
 	inner.Close()
 
-	ln, err := net.Listen("tcp", *listen)
+	p.soap = &soapEndpoint{
+		addr: *listen,
+		tls: &tls.Config{
+			Certificates: certs,
+			ClientAuth:   tls.RequestClientCert, // LoginExtensionByCertificate
+			NextProtos:   []string{"http/1.1"},
+		},
+		handler: p.soapHandler(mux),
+		errLog:  log.New(quietTLS{}, "vcsim: ", log.LstdFlags),
+	}
+	p.soap.mu.Lock()
+	err = p.soap.listen()
+	host := p.soap.addr
+	p.soap.mu.Unlock()
 	if err != nil {
 		fail(err)
 	}
-	tlsLn := tls.NewListener(ln, &tls.Config{
-		Certificates: certs,
-		ClientAuth:   tls.RequestClientCert, // LoginExtensionByCertificate
-		NextProtos:   []string{"http/1.1"},
-	})
-	soapSrv := &http.Server{Handler: p.soapHandler(mux), ErrorLog: log.New(quietTLS{}, "vcsim: ", log.LstdFlags)}
-	go func() { _ = soapSrv.Serve(tlsLn) }()
-
-	addr := ln.Addr().(*net.TCPAddr)
-	host := net.JoinHostPort(addr.IP.String(), fmt.Sprint(addr.Port))
 	simulator.Map.SessionManager().ServiceHostName = host
 	sdkURL := &url.URL{Scheme: "https", Host: host, Path: "/sdk", User: url.UserPassword(*username, *password)}
 
@@ -3663,6 +4490,8 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = ctlSrv.Shutdown(ctx)
-	_ = soapSrv.Close()
+	p.soap.mu.Lock()
+	p.soap.close()
+	p.soap.mu.Unlock()
 	cleanup()
 }
