@@ -11,6 +11,9 @@ version_added: 0.1.0
 description:
   - Looks the target up among the VM hosts of a virtops inventory, by inventory
     hostname, by C(virt_uuid), then by C(virt_name) (exact, then case-insensitive).
+  - An inventory hostname that is also the C(virt_name) of another VM (two sources
+    with one name: the source read first gets the plain hostname) is looked up as a
+    name, so it is refused as ambiguous unless O(expected_host) picks one.
   - Returns C(host), the inventory hostname of the one match, or C(error), a message
     that names the closest matches when nothing matches or lists each VM (uuid and
     host) when a name matches several, so a runbook can stop cleanly and never acts
@@ -91,8 +94,11 @@ def find_vm(target, hostvars, candidates, expected_host=None):
     candidates = list(candidates or [])
     machines = _machines(hostvars, candidates)
     by_inventory = {m.inventory_name: m for m in machines}
+    # an inventory name that is also another VM's name on its platform (two sources, one
+    # name: the first source read got the plain inventory name) is as ambiguous as the name
+    shared = target in by_inventory and any(m.name == target and m.inventory_name != target for m in machines)
     try:
-        if target in by_inventory:
+        if target in by_inventory and not shared:
             found = by_inventory[target]
             if expected_host and found.host != expected_host:
                 raise model.StateConflict("%s is on %s in the inventory, not on the expected host %s"

@@ -124,6 +124,21 @@ def test_one_restart_is_exactly_one_power_cycle_at_the_peer(mixed):
     assert PASSWORD not in audit
 
 
+def test_a_name_on_two_platforms_is_refused_and_nothing_is_touched(mixed):
+    # one source got the plain inventory name, the other a suffixed one: the name is still ambiguous
+    before = json.loads(lab("state", mixed).stdout)["machines"]
+    os.environ.update(lab_env(mixed))
+    try:
+        proc = playbook(os.path.join(mixed, "inventory"), "playbooks/restart_vm.yml", "-e",
+                        json.dumps({"target": HOSTILE[0]}), check=False)
+    finally:
+        for key in lab_env(mixed):
+            os.environ.pop(key, None)
+    assert proc.returncode != 0
+    assert "matches 2 VMs" in proc.stdout and "[vmware]" in proc.stdout and "[libvirt]" in proc.stdout
+    assert json.loads(lab("state", mixed).stdout)["machines"] == before
+
+
 def test_a_fault_a_peer_cannot_do_exits_2_with_the_reason(mixed):
     proc = lab("fault", mixed, "host-isolate", "kvm01", check=False)
     assert proc.returncode == 2 and "cut off" in proc.stderr

@@ -79,3 +79,19 @@ def test_find_vms_keeps_a_name_with_a_comma_whole_and_splits_lists_otherwise():
     assert [r["wanted"] for r in find_vms("db01, web", hv, names)] == ["db01", "web"]
     assert [r["host"] for r in find_vms(["web,01", "db01"], hv, names)] == ["web,01", "db01"]
     assert find_vms("", hv, names) == []
+
+
+def test_an_inventory_name_that_is_another_vms_platform_name_is_ambiguous():
+    # two sources, one name: the libvirt source read first got the plain inventory name
+    hv = {
+        "web01": {"virt_name": "web01", "virt_uuid": "202e098e-c866-5fd0-8360-b8103f60e5cb", "virt_host": "kvm01",
+                  "virt_platform": "libvirt", "virt_power_state": "running"},
+        "web01_esx01": {"virt_name": "web01", "virt_uuid": "f4942855-2531-58e4-8160-6d10cde6d97a",
+                        "virt_host": "esx01", "virt_platform": "vmware", "virt_power_state": "running"},
+    }
+    refused = find_vm("web01", hv, list(hv))
+    assert refused["host"] is None and "matches 2 VMs" in refused["error"]
+    assert "kvm01" in refused["error"] and "esx01" in refused["error"]
+    assert find_vm("web01_esx01", hv, list(hv))["host"] == "web01_esx01"
+    assert find_vm("web01", hv, list(hv), expected_host="kvm01")["host"] == "web01"
+    assert find_vm("202e098e-c866-5fd0-8360-b8103f60e5cb", hv, list(hv))["host"] == "web01"
