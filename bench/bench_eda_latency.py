@@ -403,10 +403,8 @@ def vmware_fault(sim, rb, tail, uuid, timeout):
 
 def vmware_rulebook(sim, tmp, interval, fint):
     inv = sim.write_inventory(str(tmp / "sim.vmware.yml"))
-    variables = {"virtops_platform": "vmware", "virtops_vmware_hostname": "127.0.0.1",
-                 "virtops_vmware_port": sim.port, "virtops_vmware_validate_certs": False,
-                 "virtops_interval": interval, "virtops_failure_interval": fint, "virtops_min_uptime": 0,
-                 "virtops_max_resets": 100}
+    variables = {"virtops_inventory": inv, "virtops_interval": interval, "virtops_failure_interval": fint,
+                 "virtops_min_uptime": 0, "virtops_max_resets": 100}
     return new_rulebook(tmp, inv, variables, {"VMWARE_USER": sim.username, "VMWARE_PASSWORD": sim.password})
 
 
@@ -583,8 +581,7 @@ def libvirt_floors(interval, fint):
 
 def libvirt_rulebook(tmp, vms, interval, fint):
     inv = write_libvirt_inventory(tmp / "lab.libvirt.yml")
-    variables = {"virtops_platform": "libvirt", "virtops_libvirt_uri": lp.URI,
-                 "virtops_libvirt_hypervisor_name": HYPERVISOR, "virtops_vms": [vm["name"] for vm in vms],
+    variables = {"virtops_inventory": inv, "virtops_vms": [vm["name"] for vm in vms],
                  "virtops_interval": interval, "virtops_failure_interval": fint, "virtops_min_uptime": 0,
                  "virtops_max_resets": 100}
     return new_rulebook(tmp, inv, variables, {})

@@ -70,6 +70,17 @@ notes:
   - When the task targets a host of a virtops inventory, the action plugin fills
     O(platform) and the connection options (and, for a VM, its uuid) from that host's
     C(virt_*) variables and runs on the controller, so no connection settings are needed.
+  - A connection option the task (or C(module_defaults)) does not give is taken, first found,
+    from the variable C(virtops_credentials), a mapping of endpoint id to connection options
+    (vault it); from the credentials files that the environment variables
+    E(VIRTOPS_CREDENTIALS_<PLATFORM>) name (an AWX credential of a virtops type writes one,
+    the same mapping); from the inventory source the targeted host came from; then from the
+    environment variables and defaults of each option.
+  - The endpoint id (the key of those mappings) is the value of the first option set of these,
+    for platform libvirt, O(hypervisor_name), else O(uri); for platform vmware, O(hostname). The
+    options that name the endpoint come from the task, else from the host's C(virt_endpoint);
+    the credentials do not change them.
+  - Secret values are masked in the result and the audit log wherever they came from.
   - Defaults and environment variables apply per platform, once O(platform) is known.
 requirements:
   - libvirt-python (platform libvirt)

@@ -33,10 +33,47 @@ class Driver:
     poll_interval = 0.5
     max_poll_interval = 2.0
 
+    # --- what a watcher (the EDA event source) needs to know -----------------
+    #: the VM fact that changes each time the VM starts, so that a power cycle
+    #: between two reads shows (None: the platform has none)
+    boot_fact = None
+    #: list_inventory() reads each running VM's guest heartbeat; when false, a
+    #: watcher asks each VM with probe_heartbeat() (one call per VM)
+    heartbeat_in_bulk = True
+    #: stop_cause() words that mean someone stopped the VM on purpose
+    planned_stop_causes = frozenset()
+
     @classmethod
     def open(cls, options, connect_timeout=30):
         """Connect with the platform's resolved connection options (registry.Platform.resolve)."""
         return cls(connect_timeout=connect_timeout, **options)
+
+    @classmethod
+    def open_watch(cls, options, connect_timeout=30, probe_heartbeats=False):
+        """A connection that only reads: list_inventory(), and probe_heartbeat() when
+        probe_heartbeats is true. Default: open()."""
+        return cls.open(options, connect_timeout=connect_timeout)
+
+    @classmethod
+    def safe_endpoint(cls, values):
+        """The endpoint options (registry Option.endpoint) as they may be shown: a driver
+        whose endpoint values can hold a secret (a password in a URI) masks it here."""
+        return dict(values)
+
+    @classmethod
+    def boot_id(cls, vm):
+        """What changes each time this VM starts (`boot_fact`), or None."""
+        return vm.facts.get(cls.boot_fact) if cls.boot_fact else None
+
+    @classmethod
+    def stop_cause(cls, vm):
+        """Why a VM is stopped or crashed, as a word of the driver's own vocabulary;
+        "unknown" when the platform does not say."""
+        return "crashed" if vm.power_state == model.CRASHED else "unknown"
+
+    def probe_heartbeat(self, vm):
+        """The guest heartbeat of one running VM, asked now. Default: as the bulk read had it."""
+        return vm.heartbeat
 
     def close(self):
         """Release the connection."""

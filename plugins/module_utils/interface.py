@@ -53,7 +53,8 @@ POWER_SPEC = dict(
     shutdown_timeout={"type": "int", "default": 120},
     wait={"type": "bool", "default": True},
     wait_timeout={"type": "int", "default": 300},
-    wait_for_heartbeat={"type": "bool", "default": False},
+    # a boolean, or "auto" (power.heartbeat_mode reads it)
+    wait_for_heartbeat={"type": "raw", "default": False},
     expected_host={"type": "str"},
     reason={"type": "str", "default": ""},
 )
@@ -62,15 +63,26 @@ POWER_RULES = {
     "mutually_exclusive": [("name", "uuid")],
 }
 
+MOVE_SPEC = dict(
+    TARGET_SPEC,
+    destination_host={"type": "str", "required": True},
+    expected_host={"type": "str"},
+)
 MIGRATE_SPEC = dict(
     CONNECTION_SPEC,
     **TARGET_SPEC,
-    destination_host={"type": "str", "required": True},
+    destination_host={"type": "str"},
+    moves={"type": "list", "elements": "dict", "options": MOVE_SPEC,
+           "required_one_of": [("name", "uuid")], "mutually_exclusive": [("name", "uuid")]},
     expected_host={"type": "str"},
     reason={"type": "str", "default": ""},
     wait_timeout={"type": "int", "default": 3600},
 )
-MIGRATE_RULES = POWER_RULES
+MIGRATE_RULES = {
+    "required_one_of": [("name", "uuid", "moves")],
+    "mutually_exclusive": [("name", "uuid", "moves"), ("moves", "destination_host")],
+    "required_by": {"name": "destination_host", "uuid": "destination_host"},
+}
 
 GUARD_SPEC = dict(
     TARGET_SPEC,
@@ -118,38 +130,143 @@ def connect(params):
 
 
 def run_power(params, check_mode=False, progress=None, intent=None):
+    power.heartbeat_mode(params.get("wait_for_heartbeat", False))  # a bad value costs no login
     with connect(params) as drv:
         return power.apply(drv, params, check_mode=check_mode, progress=progress, intent=intent)
 
 
-def run_migrate(params, check_mode=False, progress=None, intent=None):
-    """Move a running VM to another host of the same endpoint (vMotion)."""
+def run_migrate(params, check_mode=False, progress=None, intent=None, trail=None):
+    """Move a running VM to another host of the same endpoint (vMotion), or with
+    `moves` several, in order, through one connection (see _run_moves)."""
+    if params.get("moves"):
+        return _run_moves(params, check_mode=check_mode, progress=progress, trail=trail)
     begun = time.monotonic()
     with connect(params) as drv:
-        if registry.MIGRATE not in drv.capabilities:
-            raise model.Unsupported("%s: live migration is not supported by virtops yet" % drv.platform)
-        vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
-        target = params["destination_host"]
-        try:
-            power.check_host(vm, params.get("expected_host"))
-            result = {"changed": vm.host != target, "before": vm.summary(),
-                      "diff": {"before": {"host": vm.host}, "after": {"host": target}}}
-            if result["changed"] and not check_mode:
-                if intent:
-                    intent(vm, [{"action": "migrate", "destination": target}])
-                if progress:
-                    progress("%s: migrating from %s to %s" % (vm.name, vm.host, target))
-                drv.migrate(vm, target, timeout=params.get("wait_timeout", 3600))
-                vm = drv.refresh(vm)
-                if vm.host != target:
-                    raise model.VirtError("%s: migration to %s reported success but the VM is on %s"
-                                          % (vm.name, target, vm.host))
-        except model.VirtError as exc:
-            power.keep_identity(exc, vm, begun)
-            raise
-        result["after"] = vm.summary()
+        _require_migrate(drv)
+        result = _migrate_one(drv, params, check_mode, progress, intent, begun)
     result["elapsed"] = round(time.monotonic() - begun, 2)
     return result
+
+
+def _require_migrate(drv):
+    if registry.MIGRATE not in drv.capabilities:
+        raise model.Unsupported("%s: live migration is not supported by virtops yet" % drv.platform)
+
+
+def _migrate_one(drv, params, check_mode, progress, intent, begun):
+    vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
+    target = params["destination_host"]
+    try:
+        power.check_host(vm, params.get("expected_host"))
+        result = {"changed": vm.host != target, "before": vm.summary(),
+                  "diff": {"before": {"host": vm.host}, "after": {"host": target}}}
+        if result["changed"] and not check_mode:
+            if intent:
+                intent(vm, [{"action": "migrate", "destination": target}])
+            if progress:
+                progress("%s: migrating from %s to %s" % (vm.name, vm.host, target))
+            drv.migrate(vm, target, timeout=params.get("wait_timeout", 3600))
+            vm = drv.refresh(vm)
+            if vm.host != target:
+                raise model.VirtError("%s: migration to %s reported success but the VM is on %s"
+                                      % (vm.name, target, vm.host))
+    except model.VirtError as exc:
+        power.keep_identity(exc, vm, begun)
+        raise
+    result["after"] = vm.summary()
+    return result
+
+
+def _move_label(move):
+    return move.get("name") or move.get("uuid")
+
+
+def _announcing(audit, announced):
+    """`audit.intent`, noting in `announced` that it was written."""
+    if audit is None:
+        return None
+
+    def intent(vm, steps):
+        audit.intent(vm, steps)
+        announced.append(True)
+    return intent
+
+
+def _run_moves(params, check_mode=False, progress=None, trail=None):
+    """Each of params['moves'] in order, through one connection, stopping at the first
+    that fails. Returns one RV(moves) entry per move asked for: moved, already there,
+    would move (check mode), failed, or not tried. On failure the error carries them
+    (`moves`), so the caller knows what was moved before it.
+
+    `trail(move)`, when given, returns the audit trail of one VM: its `intent(vm, steps)`
+    is called before that VM's move and, once it was, its `outcome(result)` after the
+    move, success or failure. An outcome that cannot be written marks `result` failed
+    (see AuditTrail.outcome), and the moves stop there."""
+    begun = time.monotonic()
+    moves = params["moves"]
+    report = [{"name": m.get("name"), "uuid": m.get("uuid"), "destination_host": m["destination_host"],
+               "result": "not tried"} for m in moves]
+    moved = []  # "name (to host)" of each VM moved so far
+
+    def stop(exc, index=None):
+        """The error that ends the moves, saying what was moved before it."""
+        label = (report[index]["name"] or report[index]["uuid"]) if index is not None else None
+        untried = report[0 if index is None else index + 1:]
+        for entry in untried:
+            entry["msg"] = "not tried, the moves stopped %s" % (
+                "at %s" % label if label else "before the first (%s)" % type(exc).__name__)
+        if label and label not in exc.message:
+            exc.message = "%s: %s" % (label, exc.message)
+        told = "Moved before it: %s" % ", ".join(moved) if moved else "Nothing was moved"
+        if untried:
+            told += "; not tried: %s" % ", ".join(e["name"] or e["uuid"] for e in untried)
+        exc.hint = "%s. %s" % (exc.hint.rstrip("."), told) if exc.hint else told
+        exc.moves = report
+        exc.elapsed = round(time.monotonic() - begun, 2)
+        return exc
+
+    try:
+        drv = connect(params)
+    except model.VirtError as exc:
+        raise stop(exc) from None
+    with drv:
+        try:
+            _require_migrate(drv)
+        except model.VirtError as exc:
+            raise stop(exc) from None
+        for index, move in enumerate(moves):
+            entry = report[index]
+            one = dict(params, name=move.get("name"), uuid=move.get("uuid"), destination_host=move["destination_host"],
+                       expected_host=move.get("expected_host") or params.get("expected_host"))
+            audit = trail(move) if trail else None
+            announced = []  # the intent was written: an outcome is owed
+            started = time.monotonic()
+            try:
+                result = _migrate_one(drv, one, check_mode, progress, _announcing(audit, announced), started)
+            except model.VirtError as exc:
+                entry.update(result="failed", msg=str(exc), error_type=type(exc).__name__,
+                             elapsed=round(time.monotonic() - started, 2))
+                if getattr(exc, "before", None):
+                    entry.update(name=exc.before.get("name"), uuid=exc.before.get("uuid"), before=exc.before)
+                if announced:
+                    audit.outcome(failure(exc))
+                raise stop(exc, index) from None
+            result.pop("diff", None)
+            result["elapsed"] = round(time.monotonic() - started, 2)
+            if announced:
+                audit.outcome(result)
+            entry.update(name=result["before"]["name"], uuid=result["before"]["uuid"], before=result["before"],
+                         after=result["after"], elapsed=result["elapsed"],
+                         result="already there" if not result["changed"] else "would move" if check_mode else "moved")
+            if result.get("failed"):  # moved, but its outcome could not be written
+                entry.update(result="failed", msg=result["msg"], error_type="AuditError")
+                raise stop(model.VirtError(result["msg"]), index)
+            if result["changed"] and not check_mode:
+                moved.append("%s (to %s)" % (entry["name"], result["after"]["host"]))
+    return {"changed": any(e["result"] in ("moved", "would move") for e in report), "moves": report,
+            "elapsed": round(time.monotonic() - begun, 2),
+            "diff": {"before": {e["name"] or e["uuid"]: (e.get("before") or {}).get("host") for e in report},
+                     "after": {e["name"] or e["uuid"]: e["destination_host"] for e in report}}}
 
 
 def run_guard(params, who, check_mode=False, holder=None):
@@ -291,6 +408,8 @@ def failure(exc):
         result["before"] = exc.before
     if getattr(exc, "elapsed", None) is not None:
         result["elapsed"] = exc.elapsed
+    if getattr(exc, "moves", None) is not None:
+        result["moves"] = exc.moves
     if not isinstance(exc, model.VirtError):
         result["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return result

@@ -16,7 +16,7 @@ import re
 import threading
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from ansible_collections.virtops.unified.plugins.module_utils import driver as base
 from ansible_collections.virtops.unified.plugins.module_utils import model, registry
@@ -85,6 +85,37 @@ class LibvirtDriver(base.Driver):
 
     platform = PLATFORM
     capabilities = frozenset(base.ACTIONS) | {registry.HEARTBEAT}
+    boot_fact = "domain_id"  # a new domain id at each start
+    heartbeat_in_bulk = False  # the guest agent is pinged one domain at a time
+    # shutoff reasons that are not a fault: the guest, a save, a migration or a snapshot meant it
+    planned_stop_causes = frozenset({"shutdown", "saved", "migrated", "from_snapshot"})
+
+    @classmethod
+    def open_watch(cls, options, connect_timeout=30, probe_heartbeats=False):
+        options = dict(options)
+        if not options.get("hypervisor_name") and options.get("uri"):
+            # named as the inventory plugin names it: the URI's host, else the hypervisor's own hostname
+            options["hypervisor_name"] = urlsplit(options["uri"]).hostname or None
+        # a read-only connection unless the guest agents are pinged (qemuAgentCommand needs read-write)
+        return cls(connect_timeout=connect_timeout, readonly=not probe_heartbeats, **options)
+
+    @classmethod
+    def safe_endpoint(cls, values):
+        out = dict(values)
+        if out.get("uri"):
+            out["uri"] = redact_uri(out["uri"])
+        return out
+
+    @classmethod
+    def stop_cause(cls, vm):
+        """libvirt's shutoff reason (shutoff:destroyed -> destroyed)."""
+        raw = vm.power_state_raw or ""
+        if ":" in raw:
+            return raw.split(":", 1)[1]
+        return super().stop_cause(vm)
+
+    def probe_heartbeat(self, vm):
+        return self.heartbeat(vm.handle)
 
     def __init__(self, uri=None, hypervisor_name=None, cluster=None, connect_timeout=30, readonly=False):
         require_libvirt()
@@ -344,5 +375,12 @@ PLATFORM_SPEC = registry.register(registry.Platform(
         registry.Option("hypervisor_name", "Inventory name of the hypervisor behind O(uri), reported as the VM's "
                         "host (and compared with the host a runbook expects); defaults to the hypervisor's own "
                         "hostname.", endpoint=True),
+    ),
+    key_files=(
+        registry.Option("ssh_private_key", "SSH private key for C(qemu+ssh://) and C(xen+ssh://) URIs, unencrypted, "
+                        "whose public key is in the authorized_keys of the hypervisors' libvirt user. libvirt starts "
+                        "ssh with a scrubbed environment, so the key file's path rides in the URI: the driver adds "
+                        "C(keyfile=<path>) to an ssh URI that has none.",
+                        env=("VIRTOPS_LIBVIRT_SSH_KEYFILE",), secret=True, file=True, key_format="ssh_private_key"),
     ),
 ))

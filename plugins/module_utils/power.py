@@ -25,6 +25,11 @@ from ansible_collections.virtops.unified.plugins.module_utils.driver import (
 
 STATES = ("started", "stopped", "poweredoff", "restarted", "reset", "suspended")
 
+# wait_for_heartbeat: a boolean, or this: wait only if the guest answered before acting
+HEARTBEAT_AUTO = "auto"
+_TRUE = ("true", "yes", "on", "1", "y", "t")
+_FALSE = ("false", "no", "off", "0", "n", "f", "")
+
 _OFF = (model.STOPPED,)
 _RESTARTABLE_OFF = (model.STOPPED, model.CRASHED, model.SUSPENDED)
 
@@ -123,6 +128,20 @@ def plan(vm, state, force=False, shutdown_timeout=120, wait_timeout=300, wait_fo
     if steps and wait_for_heartbeat and _LANDS[state] == model.RUNNING:
         steps.append(Step("heartbeat", model.HB_OK, wait_timeout))
     return steps
+
+
+def heartbeat_mode(value):
+    """wait_for_heartbeat as given (a boolean, its usual spellings, or "auto") -> True, False or HEARTBEAT_AUTO."""
+    if isinstance(value, bool):
+        return value
+    text = "" if value is None else str(value).strip().lower()
+    if text == HEARTBEAT_AUTO:
+        return HEARTBEAT_AUTO
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise model.VirtError("wait_for_heartbeat must be true, false or auto, not %r; nothing was done" % (value,))
 
 
 def _now():
@@ -231,23 +250,33 @@ def apply(driver, params, check_mode=False, progress=None, intent=None):
     """The whole of vm_power: find, guard, plan, execute. Returns a result dict.
 
     `params` holds the module options (name/uuid, state, force, timeouts,
-    expected_host). `intent(vm, steps)` is called once the plan is known and
-    before the first power action (the audit log's intent line); if it raises,
-    nothing is done. Errors propagate as model.VirtError carrying `before`
-    (the VM as found) and `elapsed`, so a failed run keeps its identity.
+    wait_for_heartbeat, expected_host). The machine is read once before acting
+    (RV before) and once after (RV after, from the last wait), so one
+    connection serves the whole task. `intent(vm, steps)` is called once the
+    plan is known and before the first power action (the audit log's intent
+    line); if it raises, nothing is done. Errors propagate as model.VirtError
+    carrying `before` (the VM as found) and `elapsed`, so a failed run keeps
+    its identity.
     """
     begun = time.monotonic()
+    mode = heartbeat_mode(params.get("wait_for_heartbeat", False))
     vm = driver.find(name=params.get("name"), uuid=params.get("uuid"))
     try:
         check_host(vm, params.get("expected_host"))
         state = params["state"]
-        steps = plan(
-            vm, state,
-            force=params.get("force", False),
-            shutdown_timeout=params.get("shutdown_timeout", 120),
-            wait_timeout=params.get("wait_timeout", 300),
-            wait_for_heartbeat=params.get("wait_for_heartbeat", False),
-        )
+        options = {"force": params.get("force", False), "shutdown_timeout": params.get("shutdown_timeout", 120),
+                   "wait_timeout": params.get("wait_timeout", 300)}
+        steps = plan(vm, state, **options)
+        # the guest heartbeat before acting, where a driver reads it only when asked (libvirt's agent
+        # ping): `auto` plans on it, and a graceful shutdown needs it (a silent guest agent would take
+        # the shutdown and sit on it, up to 60 s on libvirt; knowing it is silent, the driver uses ACPI)
+        if (steps and vm.power_state == model.RUNNING and vm.heartbeat == model.HB_UNKNOWN
+                and "heartbeat" in driver.capabilities
+                and (mode == HEARTBEAT_AUTO or (not check_mode and steps[0]["action"] == SHUTDOWN))):
+            vm = driver.refresh(vm, heartbeat=True)
+            check_host(vm, params.get("expected_host"))
+        wait_for_heartbeat = vm.heartbeat == model.HB_OK if mode == HEARTBEAT_AUTO else mode
+        steps = plan(vm, state, wait_for_heartbeat=wait_for_heartbeat, **options)
         result = {"changed": bool(steps), "before": vm.summary(), "diff": diff(vm, state)}
         if check_mode or not steps:
             result["after"] = vm.summary()
@@ -255,10 +284,6 @@ def apply(driver, params, check_mode=False, progress=None, intent=None):
         else:
             if intent:
                 intent(vm, steps)
-            if steps[0]["action"] == SHUTDOWN and vm.heartbeat == model.HB_UNKNOWN and "heartbeat" in driver.capabilities:
-                # a silent guest agent would take the graceful shutdown and sit on it
-                # (libvirt: up to 60 s); knowing it is silent, the driver uses ACPI
-                vm = driver.refresh(vm, heartbeat=True)
             after, actions = execute(driver, vm, steps, wait=params.get("wait", True), progress=progress)
             result["after"] = after.summary()
             result["actions"] = actions

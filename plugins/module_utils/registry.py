@@ -44,6 +44,9 @@ MAINTENANCE = "maintenance"
 
 _TYPES = {"str": str, "int": int, "bool": bool}
 
+# VIRTOPS_CREDENTIALS_<PLATFORM>: the path of a credentials file (Platform.credentials_env)
+CREDENTIALS_ENV = "VIRTOPS_CREDENTIALS_"
+
 
 @dataclass(frozen=True)
 class Option:
@@ -58,6 +61,10 @@ class Option:
     endpoint: bool = False  # non-secret endpoint data: in virt_endpoint, borrowed by the action plugins
     required: bool = False  # the driver cannot connect without it
     aliases: tuple = ()
+    # key material (an SSH private key): the value is the path of a file holding it. An AWX
+    # credential takes the key itself and writes that file for each job (scripts/generate.py)
+    file: bool = False
+    key_format: str | None = None  # what the key is, for AWX's input check: "ssh_private_key"
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,9 @@ class Platform:
     # and each entry's keys that map to connection options ({"name": "hypervisor_name"})
     source_list: str | None = None
     source_keys: dict = field(default_factory=dict)
+    # key files the platform's client reads by path from the environment variable env[0] of
+    # each (Options with file=True): not connection options, never passed to the driver
+    key_files: tuple = ()
 
     def option(self, name):
         return next((o for o in self.options if o.name == name), None)
@@ -141,6 +151,19 @@ class Platform:
     def secret_keys(self):
         return tuple(o.name for o in self.options if o.secret)
 
+    def credentials_env(self):
+        """The environment variable naming this platform's credentials file: a map of
+        endpoint id to connection options, as an AWX credential of this platform writes it."""
+        return CREDENTIALS_ENV + self.name.upper()
+
+    def convert(self, name, value):
+        """A value of option `name` given as text (a credentials file, an environment
+        variable) as the option's type; other values as they are."""
+        opt = self.option(name)
+        if opt is None or not isinstance(value, str):
+            return value
+        return _convert(opt, value)
+
 
 def _convert(opt, text):
     """An environment value as the option's type."""
@@ -169,6 +192,11 @@ def register(platform):
             raise ValueError("%s: option %s has unknown type %r" % (platform.name, opt.name, opt.type))
         if opt.secret and opt.endpoint:
             raise ValueError("%s: option %s cannot be secret and endpoint data" % (platform.name, opt.name))
+        if opt.file:
+            raise ValueError("%s: option %s is a key file: declare it in key_files" % (platform.name, opt.name))
+    for opt in platform.key_files:
+        if not (opt.file and opt.secret and opt.type == "str" and opt.env):
+            raise ValueError("%s: key file %s needs file=True, secret=True, type str and env" % (platform.name, opt.name))
     _PLATFORMS[platform.name] = platform
     return platform
 

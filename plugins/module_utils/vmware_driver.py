@@ -121,6 +121,7 @@ class VmwareDriver(base.Driver):
     platform = PLATFORM
     capabilities = frozenset({base.START, base.SHUTDOWN, base.POWEROFF, base.RESET, base.SUSPEND,
                               registry.HEARTBEAT, registry.MIGRATE, registry.MAINTENANCE})
+    boot_fact = "boot_time"  # runtime.bootTime, set at each power-on
 
     def __init__(self, hostname=None, username=None, password=None, port=443, validate_certs=True,
                  connect_timeout=30, include_templates=False):

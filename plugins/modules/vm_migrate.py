@@ -12,6 +12,10 @@ version_added: 0.1.0
 description:
   - Moves a VM to O(destination_host), a host of the same endpoint, and waits until the
     platform reports it there. A VM already on that host is left alone.
+  - With O(moves), moves several VMs of one endpoint, one after the other in the order given,
+    through one connection (one login to vCenter, not one per VM).
+    It stops at the first VM that cannot move; RV(moves) says, for every VM, whether it was
+    moved, failed, or not tried. Each VM has its own intent and outcome lines in the audit log.
   - Supported on vSphere (vMotion, storage unchanged). Other platforms fail with a clear
     error and change nothing.
   - Runs on the controller. Against a host of a virtops inventory no connection
@@ -30,9 +34,31 @@ attributes:
     support: full
 options:
   destination_host:
-    description: Inventory name of the host to move the VM to (the ESXi host name on vSphere).
+    description:
+      - Inventory name of the host to move the VM to (the ESXi host name on vSphere).
+      - Required with O(name) or O(uuid); with O(moves) each move names its own.
     type: str
-    required: true
+  moves:
+    description:
+      - The VMs to move, in order, instead of O(name) or O(uuid) and O(destination_host).
+      - The task fails at the first VM that cannot move (it was not where O(expected_host)
+        says, it is not found, the migration failed); the VMs after it are not tried.
+    type: list
+    elements: dict
+    suboptions:
+      uuid:
+        description: The VM's uuid (the instance uuid on vSphere). One of O(moves[].uuid) or O(moves[].name).
+        type: str
+      name:
+        description: The VM's name on the platform; a name that matches more than one VM is refused.
+        type: str
+      destination_host:
+        description: The host to move this VM to.
+        type: str
+        required: true
+      expected_host:
+        description: Refuse unless this VM runs on this host; defaults to the task's O(expected_host).
+        type: str
   expected_host:
     description: Refuse, changing nothing, unless the VM currently runs on this host.
     type: str
@@ -54,17 +80,50 @@ EXAMPLES = r"""
       virtops.unified.vm_migrate:
         destination_host: esx02
         expected_host: esx01
+
+- name: Empty esx01 through one vCenter session, in this order
+  hosts: esx01
+  gather_facts: false
+  tasks:
+    - name: Move its VMs, stopping at the first that cannot move
+      virtops.unified.vm_migrate:
+        expected_host: esx01
+        moves:
+          - {uuid: 5029a3f0-6f4a-4f1e-9d52-1c2f0b0e6a11, destination_host: esx02}
+          - {uuid: 50293c44-0d8e-4b8e-8a7b-3e9c5d4f2b22, destination_host: esx03}
+      register: moved
+
+    - name: Show where each went
+      ansible.builtin.debug:
+        msg: "{{ moved.moves | map(attribute='name') | zip(moved.moves | map(attribute='result')) }}"
 """
 
 RETURN = r"""
 before:
   description: The VM before the move.
-  returned: always
+  returned: without O(moves)
   type: dict
 after:
   description: The VM as read after the move; C(after.host) is the new host.
-  returned: always
+  returned: without O(moves), on success
   type: dict
+moves:
+  description:
+    - With O(moves), one entry per move asked for, in the same order, also when the task failed.
+    - C(result) is C(moved), C(already there), C(would move) (check mode), C(failed) (with
+      C(msg) and C(error_type)) or C(not tried) (with C(msg)).
+    - C(before) and C(after) are the VM as read before and after its move, as in RV(before)
+      and RV(after); C(elapsed) the seconds its move took.
+  returned: with O(moves)
+  type: list
+  elements: dict
+  sample: [{name: web01, uuid: 5029a3f0-6f4a-4f1e-9d52-1c2f0b0e6a11, destination_host: esx02, result: moved,
+            before: {host: esx01, power_state: running}, after: {host: esx02, power_state: running}, elapsed: 9.2},
+           {name: web02, uuid: 50293c44-0d8e-4b8e-8a7b-3e9c5d4f2b22, destination_host: esx03, result: failed,
+            error_type: StateConflict, msg: "web02 (50293c44-...) runs on esx04, not on the expected host esx01; nothing was done",
+            elapsed: 0.1},
+           {name: null, uuid: 5029e0aa-2d1b-4c55-b0c1-7a7e6f2d9c33, destination_host: esx02, result: not tried,
+            msg: "not tried, the moves stopped at web02"}]
 elapsed:
   description: Seconds the task took.
   returned: always

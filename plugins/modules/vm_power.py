@@ -20,6 +20,8 @@ description:
     O(shutdown_timeout) seconds the module fails, or with O(force=true) powers it off.
   - O(state=restarted) is a full power cycle (graceful stop, forced off if needed and
     allowed, start), so it also clears a hung guest. A VM that is off is started.
+  - The VM is read before acting (RV(before)) and after (RV(after)) through the same
+    connection, so a task logs in once where the platform has logins (vCenter).
   - Runs on the controller. Against a host of a virtops inventory no connection
     options are needed.
 author:
@@ -68,8 +70,13 @@ options:
     default: 300
   wait_for_heartbeat:
     description:
-      - After starting, also wait until the guest answers (QEMU guest agent ping on libvirt).
-    type: bool
+      - After starting, also wait until the guest answers (QEMU guest agent ping on libvirt,
+        the VMware Tools heartbeat on vSphere).
+      - V(true) or V(false) (or another spelling of a boolean), or V(auto) - wait only if the
+        guest's heartbeat was V(ok) before acting (the C(heartbeat) of RV(before) is then read from the
+        guest where the platform reads it only on demand), since a guest that did not answer
+        before will not answer after a restart either.
+    type: raw
     default: false
   expected_host:
     description:
@@ -106,19 +113,44 @@ EXAMPLES = r"""
         state: stopped
         expected_host: kvm01
         force: true
+
+- name: Restart a VM, waiting for its guest only if it answered before
+  hosts: db01
+  gather_facts: false
+  tasks:
+    - name: Power-cycle, refused unless it runs where the inventory says
+      virtops.unified.vm_power:
+        state: restarted
+        force: true
+        expected_host: "{{ virt_host }}"
+        wait_for_heartbeat: auto
+      register: restarted
+
+    - name: Show where it runs now and whether its guest answers
+      ansible.builtin.debug:
+        msg: "{{ restarted.after.power_state }} on {{ restarted.after.host }}, heartbeat {{ restarted.after.heartbeat }}"
 """
 
 RETURN = r"""
 before:
-  description: The VM as read before acting.
+  description:
+    - The VM as read before acting, also on failure once it was found (as in
+      P(virtops.unified.vm_info#module)'s C(vms)).
+    - C(heartbeat) is read from the guest when it matters (O(wait_for_heartbeat=auto), a graceful
+      shutdown); otherwise, on libvirt, it may be C(unknown) (not asked).
   returned: always
   type: dict
-  sample: {name: db01, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, host: kvm01,
+  sample: {name: db01, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, host: kvm01, cluster: null,
            power_state: running, power_state_raw: running, heartbeat: ok, platform: libvirt}
 after:
-  description: The VM as read after the last step (same as RV(before) in check mode).
-  returned: always
+  description:
+    - The VM as read back through the platform after the last step (same as RV(before) in check
+      mode or when nothing was to be done), with the same keys as RV(before).
+    - C(heartbeat) is the one waited for when a C(heartbeat) step ran.
+  returned: success
   type: dict
+  sample: {name: db01, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, host: kvm01, cluster: null,
+           power_state: running, power_state_raw: running, heartbeat: ok, platform: libvirt}
 actions:
   description:
     - Steps run (or, in check mode, planned), in order, with the time each began, how

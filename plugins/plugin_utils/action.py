@@ -18,6 +18,7 @@ import time
 import uuid as uuidlib
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -39,59 +40,181 @@ class VirtActionBase(ActionBase):
     _supports_check_mode = True
 
     def fill_from_host(self, args, task_vars):
-        """Default the platform, endpoint and uuid to the targeted host's virt_* vars."""
+        """Default the platform and uuid to the targeted host's virt_* vars, and keep the
+        host's endpoint (virt_endpoint) and inventory source (virt_source) for
+        fill_credentials(), which runs after this (and after a subclass's own filling)."""
         host_vars = self._templar.template({
             key: task_vars.get(key) for key in ("virt_kind", "virt_platform", "virt_endpoint", "virt_uuid")
         })
         if not host_vars.get("virt_platform"):
             return args  # not a virtops host: the task must say everything
-        endpoint = host_vars.get("virt_endpoint") or {}
         if "platform" not in args:
             args["platform"] = host_vars["virt_platform"]
             # only borrow the endpoint when the platform is borrowed too; an unknown
             # platform fails in the work, with the list of known ones
-            platform = registry.platforms().get(args["platform"])
-            if platform is not None:
-                for key in platform.endpoint_keys():
-                    if key in endpoint and key not in args:
-                        args[key] = endpoint[key]
-                self.fill_from_source(args, platform, task_vars.get("virt_source"))
+            self._host_endpoint = dict(host_vars.get("virt_endpoint") or {})
+            self._host_source = self._templar.template(task_vars.get("virt_source"))
         if not args.get("name") and not args.get("uuid") and host_vars.get("virt_kind") == "vm":
             args["uuid"] = host_vars.get("virt_uuid")
         return args
 
-    def fill_from_source(self, args, platform, source):
-        """The connection options the task does not give, from the inventory source the host
-        came from, re-read through Ansible's loader (so !vault values decrypt): configure an
-        endpoint once, there. The platform's environment fallbacks still come after these."""
+    # --- connection options: where each one comes from ------------------------------
+    # 1. the task's arguments and module_defaults (self._task.args);
+    # 2. the variable virtops_credentials: {endpoint id: {option: value}} (vault it);
+    # 3. the credentials files named by VIRTOPS_CREDENTIALS_* (an AWX credential of each
+    #    platform writes one; the task's own platform's file is read first);
+    # 4. the inventory source the host came from (re-read, so !vault and env work), then the
+    #    host's virt_endpoint, as the inventory recorded it;
+    # 5. the platform's environment fallbacks and defaults (registry.Platform.resolve).
+    # The endpoint id (registry.Platform.endpoint_id: vCenter host name, libvirt hypervisor
+    # name else URI) is taken from the task's arguments, else from the host's virt_endpoint,
+    # else from the environment; the option it came from is never changed by 2.-4.
+    CREDENTIALS_VAR = "virtops_credentials"
+
+    def fill_credentials(self, args, task_vars):
+        """Fill the connection options the task does not give, level by level (above)."""
+        platform = registry.platforms().get(args.get("platform"))
+        if platform is None or not any(opt.name in self.SPEC for opt in platform.options):
+            return args
+        host_endpoint = getattr(self, "_host_endpoint", None) or {}
+        id_name, ids, origin = self._endpoint_of(platform, args, host_endpoint)
+        if origin is host_endpoint and id_name not in args:
+            args[id_name] = host_endpoint[id_name]  # the host's endpoint is the one to reach
+        endpoint_id = ids[0] if ids else None
+        layers = []
+        if ids:
+            layers.append(self._from_variable(platform, ids, task_vars))
+            layers += self._from_files(platform, ids)
+        layers.append(self.fill_from_source(platform, getattr(self, "_host_source", None), ids))
+        if host_endpoint and platform.endpoint_id(host_endpoint) == endpoint_id:
+            layers.append(("the host's virt_endpoint", host_endpoint))
+        for opt in platform.options:
+            if opt.name in args:
+                continue
+            for where, options in layers:
+                value = options.get(opt.name)
+                if value is None:
+                    continue
+                if not isinstance(value, (bool, int, float)):
+                    value = str(value)  # text, or a vaulted value, which decrypts here
+                try:
+                    value = platform.convert(opt.name, value)  # "443" from AWX is a port
+                except VirtError:
+                    raise VirtError("%s: option %s of %s is not of type %s" % (where, opt.name, endpoint_id, opt.type)) from None
+                args[opt.name] = value
+                break
+        return args
+
+    @staticmethod
+    def _endpoint_of(platform, args, host_endpoint):
+        """(option, ids, where): the endpoint the task reaches, named by the task's endpoint
+        options when it gives one, else by the host's virt_endpoint, else by the environment
+        fallbacks. ids: its endpoint id first (registry.Platform.endpoint_id), then the values
+        of its other id options (a libvirt URI), under which a map may list it too."""
+        for where in (args, host_endpoint):  # first the task's, never a mix of both
+            named = [n for n in platform.id_options if where.get(n) not in (None, "")]
+            if named:
+                ids = []
+                for name in named:
+                    if str(where[name]) not in ids:
+                        ids.append(str(where[name]))
+                return named[0], ids, where
+        for name in platform.id_options:
+            opt = platform.option(name)
+            value = next((os.environ[e] for e in (opt.env if opt else ()) if os.environ.get(e)), None)
+            if value:
+                return name, [value], None
+        return None, [], None
+
+    def _entry(self, platform, where, entries, ids):
+        """The options of one endpoint in a credentials map (under its first id found), checked."""
+        if not isinstance(entries, dict):
+            raise VirtError("%s is not a mapping of endpoint ids to connection options" % where,
+                            hint='For example {"vcenter.example.com": {"username": ..., "password": ...}}')
+        endpoint_id = next((i for i in ids if entries.get(i) is not None), None)
+        if endpoint_id is None:
+            return {}
+        entry = entries[endpoint_id]
+        if not isinstance(entry, dict):
+            raise VirtError("%s: the entry for %s is not a mapping of connection options" % (where, endpoint_id))
+        if entry.get("platform") not in (None, platform.name):
+            return {}  # another platform's endpoint of the same name
+        unknown = sorted(str(k) for k in entry if k != "platform" and platform.option(str(k)) is None)
+        if unknown:
+            display.warning("%s: %s takes no option %s (%s options: %s)" % (
+                where, endpoint_id, ", ".join(unknown), platform.name, ", ".join(o.name for o in platform.options)))
+        return entry
+
+    def _from_variable(self, platform, ids, task_vars):
+        entries = self._templar.template(task_vars.get(self.CREDENTIALS_VAR))
+        if entries is None:
+            return (self.CREDENTIALS_VAR, {})
+        return (self.CREDENTIALS_VAR, self._entry(platform, self.CREDENTIALS_VAR, entries, ids))
+
+    def _from_files(self, platform, ids):
+        """One layer per VIRTOPS_CREDENTIALS_* file: the platform's own first, then the others."""
+        own = platform.credentials_env()
+        names = sorted((n for n in os.environ if n.startswith(registry.CREDENTIALS_ENV) and os.environ[n]),
+                       key=lambda n: (n != own, n))
+        layers = []
+        for name in names:
+            path = os.environ[name]
+            where = "the credentials file of %s" % name
+            try:
+                entries = self._loader.load_from_file(path)
+            except Exception as exc:  # pylint: disable=broad-except
+                raise VirtError("%s (%s) cannot be read: %s" % (where, path, type(exc).__name__),
+                                hint="An AWX credential writes it for each job; outside AWX, point %s at a "
+                                     "YAML or JSON file (it may be vaulted) or unset it" % name) from None
+            layers.append((where, self._entry(platform, where, entries or {}, ids)))
+        return layers
+
+    def fill_from_source(self, platform, source, ids):
+        """The connection options of this endpoint in the inventory source the host came
+        from, re-read through Ansible's loader (so !vault values decrypt): configure an
+        endpoint once, there. A source that lists several endpoints (libvirt's hypervisors)
+        gives the entry of this endpoint; one that does not name its endpoint (its host
+        name from the environment) gives its options to the endpoint the host is on."""
+        where = "the inventory source %s" % source
         if not source or not os.path.isfile(source):
-            return
+            return (where, {})
         try:
             config = self._loader.load_from_file(source) or {}
         except Exception as exc:  # pylint: disable=broad-except
             display.warning("could not re-read the inventory source %s for its connection options: %s"
                             % (source, type(exc).__name__))
-            return
+            return (where, {})
         if not isinstance(config, dict):
-            return
-        for opt in platform.options:
-            if opt.name in args or config.get(opt.name) is None:
-                continue
-            value = config[opt.name]
-            args[opt.name] = str(value) if opt.type == "str" else value  # a vaulted value decrypts here
+            return (where, {})
+        entries = platform.source_endpoints(config)
+        named = [e for e in entries if any(str(e.get(n)) in ids for n in platform.id_options if e.get(n) is not None)]
+        unnamed = [e for e in entries if platform.endpoint_id(e) is None]
+        return (where, (named or unnamed or [{}])[0])
 
     def progress(self, message):
         """Shown while the task waits, so a person can follow long steps."""
+        for secret in sorted(getattr(self, "_secrets", ()), key=len, reverse=True):
+            message = message.replace(secret, "********")
         display.display("  %s" % message)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
-        args = self.fill_from_host(dict(self._task.args), task_vars)
+        self._host_endpoint = self._host_source = None
+        self._secrets = set()
+        try:
+            args = self.fill_from_host(dict(self._task.args), task_vars)
+            args = self.fill_credentials(args, task_vars)
+        except VirtError as exc:
+            result.update(interface.failure(exc))
+            return result
         validated = ArgumentSpecValidator(self.SPEC, **self.RULES).validate(args)
+        # whatever the level a secret came from, it is masked in the result, the audit log and
+        # the progress lines: Ansible masks no_log values of the task's own arguments only
+        self._secrets = self.secret_values(args, validated)
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))
-            return result
+            return self.scrub(result)
         params = validated.validated_parameters
         audit = None
         if self.AUDITED and not self._task.check_mode:
@@ -108,11 +231,30 @@ class VirtActionBase(ActionBase):
             if audit and audit.intent_written:
                 audit.outcome({"failed": True, "msg": "interrupted (%s)" % type(exc).__name__}, quiet=True)
             raise
+        result = self.scrub(result)
         if audit and audit.intent_written:
             audit.outcome(result)
         if not self._task.diff:
             result.pop("diff", None)
         return result
+
+    def secret_values(self, args, validated):
+        """The secret connection values of this task, wherever they came from: the no_log
+        values of the validated arguments (the task's, the credentials maps' and files',
+        the inventory source's) and the platform's environment fallbacks of secret options."""
+        values = set(getattr(validated, "_no_log_values", ()) or ())
+        platform = registry.platforms().get(args.get("platform"))
+        for opt in platform.options if platform else ():
+            if opt.secret:
+                values.add(args.get(opt.name))
+                values.update(os.environ.get(e) for e in opt.env)
+        return {str(v) for v in values if v not in (None, "") and str(v)}
+
+    def scrub(self, result):
+        """The result with every secret value masked, as AnsibleModule masks no_log values."""
+        if not self._secrets:
+            return result
+        return remove_values(result, self._secrets)
 
     @staticmethod
     def via(task_vars):

@@ -2,7 +2,7 @@
 shipped rulebooks against a test peer, and the audit log it leaves behind.
 
     with Rulebook(tmp_path, "restart_hung_vm.yml", inventory, variables, env) as rb:
-        rb.wait_watching()          # the source has read the platform once
+        rb.wait_watching()          # the source has read its endpoint once (endpoints=N: each of N)
         ... inject a fault ...
         rb.wait_for(lambda: audit_actions(...), 120)
     rb.output                       # the whole log, after the with block
@@ -46,7 +46,7 @@ def audit_actions(path, vm_uuid, states=("restarted",)):
 class Rulebook:
     """ansible-rulebook as a child process group; its log in tmp_path/rulebook.log."""
 
-    def __init__(self, tmp_path, rulebook, inventory, variables, env=None, extra_args=()):
+    def __init__(self, tmp_path, rulebook, inventory, variables, env=None, extra_args=(), unset=()):
         self.tmp = tmp_path
         self.log_path = tmp_path / "rulebook.log"
         self.audit = tmp_path / "audit.jsonl"
@@ -58,6 +58,8 @@ class Rulebook:
                         PATH=os.path.join(EDA_VENV, "bin") + os.pathsep + os.environ["PATH"],
                         VIRTOPS_AUDIT_LOG=str(self.audit), VIRTOPS_LOCK_DIR=str(tmp_path / "locks"),
                         ANSIBLE_NOCOLOR="1", **(env or {}))
+        for key in unset:  # e.g. credentials the test's own process has, which the rulebook must not
+            self.env.pop(key, None)
         self.proc = None
         self.output = ""
 
@@ -98,9 +100,10 @@ class Rulebook:
             assert time.monotonic() < deadline, "%s: not within %ss\n%s" % (what, timeout, self.text()[-6000:])
             time.sleep(0.5)
 
-    def wait_watching(self, timeout=90):
-        """Until the source has read the platform once (JVM start + first poll)."""
-        return self.wait_for(lambda: WATCHING in self.text(), timeout, "the source's first read")
+    def wait_watching(self, timeout=90, endpoints=1):
+        """Until the source has read each of its endpoints once (JVM start + first poll)."""
+        return self.wait_for(lambda: self.count(WATCHING) >= endpoints, timeout,
+                             "the source's first read of %d endpoint(s)" % endpoints)
 
     def count(self, text):
         return self.text().count(text)

@@ -51,6 +51,7 @@ import ansible_runner
 import pytest
 import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from packaging.requirements import Requirement
 
@@ -262,7 +263,7 @@ def credential_type_errors(ctype):
         for key, tmpl in mapping.items():
             try:
                 env.from_string(tmpl).render(namespace)
-            except (UndefinedError, TemplateSyntaxError) as exc:
+            except (UndefinedError, TemplateSyntaxError, SecurityError) as exc:
                 errors.append("%s %s: %s" % (kind, key, exc))
     return errors
 
@@ -529,8 +530,10 @@ class AwxJob:
         for sub in ("inventory", "env", "artifacts"):
             (self.pdd / sub).mkdir(parents=True)
         _copy_project(self.pdd / "project")
-        if inventory:
-            (self.pdd / "inventory" / inventory_file).write_text(inventory)
+        # several sources of one AWX inventory: {file name: text}
+        for name, text in (inventory if isinstance(inventory, dict) else {inventory_file: inventory}).items():
+            if text:
+                (self.pdd / "inventory" / name).write_text(text)
         # RunJob.build_extra_vars_file: AWX's meta vars first, the launch's extra vars laid over them,
         # so a prompted launch can set awx_user_name: the audit records it as claimed only
         self.extravars = dict(awx_meta_vars(self.id, template), **launch_vars(template, answers)) if template else {}
@@ -549,6 +552,12 @@ class AwxJob:
             "VIRTOPS_AUDIT_LOG": str(self.state / "audit.jsonl"), "VIRTOPS_LOCK_DIR": str(self.state / "locks"),
             "VIRTOPS_LAST_KNOWN_DIR": str(self.state / "last_known"),
         }
+        # AWX refuses two credentials of one type in a job (JobLaunchSerializer.validate, and
+        # JobTemplateCredentialsList.is_valid_relation: Credential.unique_hash is the type)
+        types = [ctype["name"] for ctype, _inputs in credentials]
+        for name in types:
+            if types.count(name) > 1:
+                raise ValueError("Cannot assign multiple %s credentials." % name)
         for ctype, inputs in credentials:
             self.envvars.update(inject(ctype, inputs, str(self.pdd)))
         self.ssh_key = ssh_key
@@ -637,7 +646,7 @@ def vclab(vcsim):
     reach it: the jobs read and change real state, which the checks read back independently."""
     sim = vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "3", "-host", "0", "-vm", "6")
     source = next(s for s in INVENTORY_SOURCES if s["credential"] == "vmware")
-    credential = (credential_type("vmware"), {"host": "127.0.0.1", "username": sim.username,
+    credential = (credential_type("vmware"), {"hostname": "127.0.0.1", "username": sim.username,
                                               "password": sim.password, "port": str(sim.port),
                                               "validate_certs": "false"})
     return {"sim": sim, "inventory": Path(ROOT, source["source_path"]).read_text(),
@@ -751,7 +760,8 @@ def _check_recover_host_failure(job, answers, sim, before):
 # independent end-state check)
 RUNBOOK_CHECKS = {
     "restart_vm": (_answers_restart_vm, ["Restart through the hypervisor (graceful, then forced after the timeout)",
-                                         "Check that the VM runs again"], _check_restart_vm),
+                                         "Check that the VM runs again (as read back through the hypervisor)"],
+                   _check_restart_vm),
     "host_failure_impact": (_answers_impact, [], _check_host_failure_impact),
     "export_mapping": (_answers_export, [], _check_export_mapping),
     "evacuate_host": (_answers_evacuate, ["Live-migrate"], _check_evacuate_host),
@@ -851,7 +861,7 @@ def test_vmware_credential_drives_the_inventory_source(vcsim, ee_collections, tm
     sim = vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "2", "-vm", "2")
     source = next(s for s in INVENTORY_SOURCES if s["credential"] == "vmware")
     job = AwxJob(tmp_path, ee_collections, None, {}, credentials=[(credential_type("vmware"), {
-        "host": "127.0.0.1", "username": sim.username, "password": sim.password, "port": str(sim.port),
+        "hostname": "127.0.0.1", "username": sim.username, "password": sim.password, "port": str(sim.port),
         "validate_certs": "false"})])
     assert job.envvars["VMWARE_PORT"] == str(sim.port) and job.envvars["VMWARE_VALIDATE_CERTS"] == "false"
     output = job.pdd / "artifacts" / str(job.id) / "output.json"
@@ -890,19 +900,26 @@ def _probe(job, task):
     return job.run()
 
 
-def test_libvirt_credential_puts_its_key_file_in_the_default_uri(ee_collections, tmp_path, ssh_key):
+def test_libvirt_credential_key_file_reaches_ssh(ee_collections, tmp_path, ssh_key):
+    """The libvirt type writes the key to its own file and names it in VIRTOPS_LIBVIRT_SSH_KEYFILE;
+    the driver adds keyfile=<it> to the ssh URI (from the credential's uri, here through
+    LIBVIRT_DEFAULT_URI and the credentials file), and libvirt hands it to ssh."""
     private, _public = ssh_key
     record, fake = tmp_path / "ssh-record", tmp_path / "fake-ssh"
     fake.write_text(FAKE_SSH % record)
     fake.chmod(0o755)
+    uri = "qemu+ssh://root@kvm01.invalid/system?command=%s&no_tty=1" % fake
     job = AwxJob(tmp_path, ee_collections, None, {}, credentials=[(credential_type("libvirt"), {
-        "ssh_private_key": private, "default_uri": "qemu+ssh://root@kvm01.invalid/system?command=%s&no_tty=1" % fake})])
+        "ssh_private_key": private, "uri": uri})])
     keyfile = job.envvars["VIRTOPS_LIBVIRT_SSH_KEYFILE"]
-    assert job.envvars["LIBVIRT_DEFAULT_URI"].endswith("&keyfile=%s" % keyfile)
+    assert job.envvars["LIBVIRT_DEFAULT_URI"] == uri
     assert Path(keyfile).read_text() == private + "\n" and stat.S_IMODE(os.stat(keyfile).st_mode) == 0o600
+    written = json.loads(Path(job.envvars["VIRTOPS_CREDENTIALS_LIBVIRT"]).read_text())
+    assert written == {uri: {"platform": "libvirt", "uri": uri, "hypervisor_name": None}}
     _probe(job, {"virtops.unified.vm_info": {"platform": "libvirt", "name": "db01", "connect_timeout": 10}})
     args = record.read_text().splitlines()[0]
     assert " -i %s " % keyfile in args and "kvm01.invalid" in args  # libvirt handed the key to ssh
+    assert private not in job.stdout()
 
 
 def test_machine_credential_key_reaches_libvirt_ssh_through_the_agent(ee_collections, tmp_path, ssh_key):
@@ -1098,16 +1115,17 @@ def test_eda_rulebook_restarts_a_hung_vm_as_an_awx_job(vcsim, ee_collections, tm
     hung, other = vms["DC0_H0_VM0"], vms["DC0_H0_VM1"]
     boots = {v["instanceUuid"]: sim.vm(v["instanceUuid"]).runtime.bootTime for v in (hung, other)}
     source = next(s for s in INVENTORY_SOURCES if s["credential"] == "vmware")
-    credential = (credential_type("vmware"), {"host": "127.0.0.1", "username": sim.username,
+    credential = (credential_type("vmware"), {"hostname": "127.0.0.1", "username": sim.username,
                                               "password": sim.password, "port": str(sim.port),
                                               "validate_certs": "false"})
     inventory = Path(ROOT, source["source_path"]).read_text()
     with AwxApi(tmp_path / "awx", ee_collections, Path(source["source_path"]).name, inventory, [credential]) as api:
-        variables = {"virtops_platform": "vmware", "virtops_vmware_hostname": "127.0.0.1",
-                     "virtops_vmware_port": sim.port, "virtops_vmware_validate_certs": False,
-                     "virtops_interval": 1, "virtops_failure_interval": 2, "virtops_min_uptime": 0}
         rb_dir = tmp_path / "rulebook"
         rb_dir.mkdir()
+        # the activation watches the estate through an inventory source of its own (no credentials
+        # in it: VMWARE_USER / VMWARE_PASSWORD below, as an EDA credential would inject them)
+        variables = {"virtops_inventory": sim.write_inventory(rb_dir / "estate.vmware.yml"),
+                     "virtops_interval": 1, "virtops_failure_interval": 2, "virtops_min_uptime": 0}
         (rb_dir / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")  # the jobs use AWX's inventory
         with Rulebook(rb_dir, "restart_hung_vm_awx.yml", rb_dir / "hosts.yml", variables,
                       {"VMWARE_USER": sim.username, "VMWARE_PASSWORD": sim.password},
@@ -1145,3 +1163,91 @@ def test_eda_rulebook_restarts_a_hung_vm_as_an_awx_job(vcsim, ee_collections, tm
     assert now[other["instanceUuid"]].bootTime == boots[other["instanceUuid"]]
     assert "Job Launched, url: /api/v2/jobs/%d/" % job.id in rb.output, rb.output[-3000:]
     assert sim.password not in rb.output and sim.password not in job.stdout()
+
+
+# --- a job over a mixed estate: one credential of each generated type --------------------------
+def _launch(api, name, extra_vars):
+    """POST job_templates/<id>/launch/ as a client of AWX's API does; the finished job's entry."""
+    import urllib.request  # pylint: disable=import-outside-toplevel
+    number = next(n for n, t in api.templates.items() if t["name"] == name)
+    req = urllib.request.Request(api.url + "api/v2/job_templates/%d/launch/" % number, method="POST",
+                                 data=json.dumps({"extra_vars": extra_vars}).encode(),
+                                 headers={"Authorization": "Bearer " + AwxApi.TOKEN, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 201
+        answer = json.load(resp)
+    entry = api.jobs[answer["job"]]
+    entry["thread"].join(600)
+    return entry
+
+
+def test_a_job_over_a_mixed_estate_takes_one_credential_of_each_type(vcsim, ee_collections, tmp_path):
+    """One AWX inventory with two sources, a vCenter (the peer) and a KVM host (libvirtd +
+    QEMU), and jobs launched through the API with two credentials, one of each generated
+    type. AWX injects each as it does (credentials file + environment); the jobs reach both
+    platforms: an impact review over a host of each, then a restart of a VM on each. The end
+    state is read from the peers: pyVmomi and the vCenter peer's record, virsh and libvirt's
+    QEMU log."""
+    import libvirt_peer  # pylint: disable=import-outside-toplevel
+    sim = vcsim("-dc", "1", "-cluster", "1", "-cluster-host", "2", "-host", "0", "-vm", "2")
+    libvirt_peer.start()
+    names = libvirt_peer.define_and_start({"hung": "hung"}, tmp_path, prefix="vo-awx")
+    try:
+        kvm_vm = names["hung"]
+        source = next(s for s in INVENTORY_SOURCES if s["credential"] == "vmware")
+        inventories = {Path(source["source_path"]).name: Path(ROOT, source["source_path"]).read_text(),
+                       "kvm.libvirt.yml": "plugin: virtops.unified.libvirt\nhypervisors:\n"
+                                          "  - {name: kvmlab, uri: '%s', cluster: lab}\n" % libvirt_peer.URI}
+        vmware = (credential_type("vmware"), {"hostname": "127.0.0.1", "username": sim.username,
+                                              "password": sim.password, "port": str(sim.port),
+                                              "validate_certs": "false"})
+        libvirt = (credential_type("libvirt"), {"hypervisor_name": "kvmlab", "uri": libvirt_peer.URI})
+        with pytest.raises(ValueError, match="Cannot assign multiple virtops vmware credentials"):
+            AwxJob(tmp_path / "refused", ee_collections, None, {}, credentials=[vmware, vmware])
+        vc_vm = next(v for v in sim.state()["vms"] if v["powerState"] == "poweredOn")
+        sim.wait_tools(vc_vm["instanceUuid"])
+        with AwxApi(tmp_path / "awx", ee_collections, None, inventories, [vmware, libvirt]) as api:
+            # the impact of losing a host of each platform, in one job
+            kvm_uuids = set(virsh(libvirt_peer.URI, "list", "--all", "--uuid").split())
+            impact = _launch(api, "virtops: host failure impact", {
+                "failed_host": "%s,kvmlab" % vc_vm["host"], "report_dir": str(tmp_path / "report")})
+            # a restart on each platform, each its own job (the survey takes one target)
+            boot, ops = sim.vm(vc_vm["instanceUuid"]).runtime.bootTime, len(sim.operations(vc_vm["instanceUuid"]))
+            vc_restart = _launch(api, "virtops: restart a hung VM", {"target": vc_vm["name"], "reason": "INC-51 vc"})
+            dom_id, stops = libvirt_peer.domid(kvm_vm), len(libvirt_peer.stop_reasons(kvm_vm))
+            kvm_restart = _launch(api, "virtops: restart a hung VM", {
+                "target": kvm_vm, "reason": "INC-52 kvm", "restart_vm_shutdown_timeout": 3})
+        for entry in (impact, vc_restart, kvm_restart):
+            assert entry["status"] == "successful", (entry["template"], entry["job"].failures(),
+                                                     entry["job"].stdout()[-4000:])
+        # what AWX injected: one credentials file per type, keyed by the endpoint id, 0600
+        job = impact["job"]
+        for ctype, inputs in (vmware, libvirt):
+            path = Path(job.envvars["VIRTOPS_CREDENTIALS_%s" % ctype["platform"].upper()])
+            assert path.parent == job.pdd / "env" and stat.S_IMODE(path.stat().st_mode) == 0o600
+            written = json.loads(path.read_text())
+            endpoint_id = registry.get(ctype["platform"]).endpoint_id(inputs)
+            assert list(written) == [endpoint_id]
+            assert {k: v for k, v in written[endpoint_id].items() if v is not None} == dict(inputs, platform=ctype["platform"])
+        # the impact report: every VM of both failed hosts, as the peers list them
+        listed = {(r["uuid"], r["host"]) for r in _records(json.loads((tmp_path / "report" / "impact.json").read_text()))}
+        vc_listed = {(v["instanceUuid"], vc_vm["host"]) for v in _vms_by_host(sim)[vc_vm["host"]]}
+        assert {r for r in listed if r[1] != "kvmlab"} == vc_listed
+        kvm_listed = {r for r in listed if r[1] == "kvmlab"}
+        assert (libvirt_peer.domuuid(kvm_vm), "kvmlab") in kvm_listed
+        # (other tests may define domains on the same libvirtd meanwhile: those listed before or after)
+        kvm_uuids |= set(virsh(libvirt_peer.URI, "list", "--all", "--uuid").split())
+        assert kvm_listed <= {(u, "kvmlab") for u in kvm_uuids}
+        # the vCenter VM: a graceful shutdown and a power-on, by that job, booted again
+        assert sim.ops(vc_vm["instanceUuid"], ops) == ["ShutdownGuest", "PowerOnVM_Task"]
+        assert sim.vm(vc_vm["instanceUuid"]).runtime.bootTime > boot
+        # the KVM guest ignores ACPI: libvirt's QEMU log says it was destroyed once, and it runs again
+        assert libvirt_peer.stop_reasons(kvm_vm)[stops:] == ["destroyed"]
+        assert libvirt_peer.domstate(kvm_vm) == "running" and libvirt_peer.domid(kvm_vm) != dom_id
+        for entry, uuid_ in ((vc_restart, vc_vm["instanceUuid"]), (kvm_restart, libvirt_peer.domuuid(kvm_vm))):
+            (record,) = [r for r in entry["job"].audit() if r["via"] == "awx job %d" % entry["job"].id]
+            assert record["target"]["uuid"] == uuid_ and record["state"] == "restarted" and record["result"] == "ok"
+            assert sim.password not in entry["job"].stdout()
+        assert sim.password not in (job.state / "audit.jsonl").read_text()
+    finally:
+        libvirt_peer.remove(names.values())

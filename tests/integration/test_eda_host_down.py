@@ -45,9 +45,7 @@ def test_rulebook_reports_a_lost_host_once_and_starts_its_vms_on_a_live_host(
     live = set(cluster_hosts) - {failed}
 
     inv = peer.write_inventory(tmp_path / "sim.vmware.yml")
-    variables = {"virtops_platform": "vmware", "virtops_vmware_hostname": "127.0.0.1",
-                 "virtops_vmware_port": peer.port, "virtops_vmware_validate_certs": False,
-                 "virtops_interval": 1, "virtops_report_dir": str(tmp_path / "reports")}
+    variables = {"virtops_inventory": inv, "virtops_interval": 1, "virtops_report_dir": str(tmp_path / "reports")}
     env = {"VMWARE_USER": USERNAME, "VMWARE_PASSWORD": PASSWORD,
            "VIRTOPS_LAST_KNOWN_DIR": str(tmp_path / "last_known")}
 

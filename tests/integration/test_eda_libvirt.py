@@ -40,8 +40,7 @@ def test_rulebook_brings_back_a_silent_guest_and_a_destroyed_domain_then_stops(g
     bystander_id = domid(bystander)
     inv = tmp_path / "lab.libvirt.yml"
     inv.write_text("plugin: virtops.unified.libvirt\nhypervisors:\n  - {name: kvmlab, uri: '%s'}\n" % URI)
-    variables = {"virtops_platform": "libvirt", "virtops_libvirt_uri": URI,
-                 "virtops_libvirt_hypervisor_name": "kvmlab", "virtops_vms": [victim, bystander],
+    variables = {"virtops_inventory": str(inv), "virtops_vms": [victim, bystander],
                  "virtops_interval": 1, "virtops_failure_interval": 3, "virtops_min_uptime": 30,
                  "virtops_max_resets": 2}
     timings = {}

@@ -305,15 +305,15 @@ def test_rulebooks_restart_hostile_named_vms_once_through_a_playbook_and_an_awx_
     sim = world.sim
     eda, awx = world.vsphere[V_EDA], world.vsphere[V_AWX]
     boots = {rec["instanceUuid"]: sim.vm(rec["instanceUuid"]).runtime.bootTime for rec in world.vsphere.values()}
-    common = {"virtops_platform": "vmware", "virtops_vmware_hostname": "127.0.0.1",
-              "virtops_vmware_port": sim.port, "virtops_vmware_validate_certs": False,
-              "virtops_interval": 1, "virtops_failure_interval": 2, "virtops_min_uptime": 0}
+    # both rulebooks watch the whole world, the vCenter and the libvirt lab, each acting on its own VM
+    common = {"virtops_inventory": str(world.inv), "virtops_interval": 1, "virtops_failure_interval": 2,
+              "virtops_min_uptime": 0}
     creds = {"VMWARE_USER": USERNAME, "VMWARE_PASSWORD": PASSWORD}
     rb_dir, awx_dir = world.base / "rulebook", world.base / "rulebook-awx"
     rb_dir.mkdir()
     awx_dir.mkdir()
     source = next(s for s in INVENTORY_SOURCES if s["credential"] == "vmware")
-    credential = (credential_type("vmware"), {"host": "127.0.0.1", "username": USERNAME, "password": PASSWORD,
+    credential = (credential_type("vmware"), {"hostname": "127.0.0.1", "username": USERNAME, "password": PASSWORD,
                                               "port": str(sim.port), "validate_certs": "false"})
     (awx_dir / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")  # the job uses AWX's inventory
     began = time.monotonic()
@@ -324,8 +324,8 @@ def test_rulebooks_restart_hostile_named_vms_once_through_a_playbook_and_an_awx_
             Rulebook(awx_dir, "restart_hung_vm_awx.yml", awx_dir / "hosts.yml",
                      dict(common, virtops_vms=[awx["instanceUuid"]]), creds,
                      extra_args=["--controller-url", api.url, "--controller-token", AwxApi.TOKEN]) as rb_awx:
-        rb.wait_watching()
-        rb_awx.wait_watching()
+        rb.wait_watching(endpoints=3)  # the vCenter and the lab's two hypervisors
+        rb_awx.wait_watching(endpoints=3)
         sim.vm_do(eda["instanceUuid"], "heartbeat", status="red")
         sim.vm_do(awx["instanceUuid"], "heartbeat", status="red")
         rb.wait_for(lambda: audit_actions(rb.audit, eda["instanceUuid"]), 120, "the EDA restart in the audit log")

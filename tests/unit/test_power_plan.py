@@ -165,3 +165,234 @@ def test_refused_graceful_shutdown_without_force_is_an_error():
     with pytest.raises(model.StateConflict):
         run(drv, state="stopped")
     assert drv.calls == ["shutdown"]
+
+
+# --- wait_for_heartbeat: auto, and one read before and after (one connection) -----------------------
+@pytest.mark.parametrize("value,expected", [
+    (True, True), (False, False), ("auto", "auto"), ("AUTO", "auto"), ("true", True), ("yes", True),
+    ("no", False), ("false", False), (None, False), ("1", True), ("off", False),
+])
+def test_heartbeat_mode_reads_booleans_and_auto(value, expected):
+    assert power.heartbeat_mode(value) == expected
+
+
+def test_heartbeat_mode_refuses_anything_else():
+    with pytest.raises(model.VirtError, match="true, false or auto"):
+        power.heartbeat_mode("sometimes")
+
+
+class AgentDriver(ScriptedDriver):
+    """Like libvirt: find() and refresh() leave the heartbeat unknown unless asked for it."""
+
+    capabilities = frozenset({"heartbeat"})
+
+    def __init__(self, state, agent=model.HB_OK, **kw):
+        super().__init__(state, **kw)
+        self.agent = agent
+        self.pings = 0
+
+    def find(self, name=None, uuid=None):
+        found = super().find(name=name, uuid=uuid)
+        return self.refresh(found)
+
+    def refresh(self, vm, heartbeat=False):
+        read = super().refresh(vm)
+        read.heartbeat = model.HB_UNKNOWN
+        if heartbeat and read.power_state == model.RUNNING:
+            self.pings += 1
+            read.heartbeat = self.agent
+        return read
+
+
+@pytest.mark.parametrize("agent,waits", [(model.HB_OK, True), (model.HB_LOST, False), (model.HB_UNKNOWN, False)])
+def test_auto_waits_for_the_heartbeat_only_if_the_guest_answered_before(agent, waits):
+    drv = AgentDriver("running", agent=agent)
+    result = run(drv, state="restarted", force=True, shutdown_timeout=1, wait_timeout=1, wait_for_heartbeat="auto")
+    assert [a["action"] for a in result["actions"]] == ["shutdown", "start"] + (["heartbeat"] if waits else [])
+    assert result["before"]["heartbeat"] == agent  # read before acting, once, and reported
+    assert result["after"]["heartbeat"] == (model.HB_OK if waits else model.HB_UNKNOWN)  # read again when waited on
+    assert drv.pings == (2 if waits else 1)
+
+
+def test_auto_in_check_mode_plans_from_the_heartbeat_it_reads():
+    drv = AgentDriver("running", agent=model.HB_OK)
+    planned = power.apply(drv, {"name": "vm1", "state": "restarted", "wait_for_heartbeat": "auto"}, check_mode=True)
+    assert [a["action"] for a in planned["actions"]] == ["shutdown", "start", "heartbeat"]
+    assert planned["before"]["heartbeat"] == model.HB_OK and planned["after"] == planned["before"]
+    assert drv.calls == []
+
+
+def test_auto_on_a_vm_that_is_off_starts_it_without_waiting_for_its_guest():
+    drv = AgentDriver("stopped")
+    result = run(drv, state="restarted", wait_for_heartbeat="auto", wait_timeout=1)
+    assert [a["action"] for a in result["actions"]] == ["start"] and drv.pings == 0
+
+
+def test_nothing_to_do_reads_no_heartbeat():
+    drv = AgentDriver("running")
+    result = run(drv, state="started", wait_for_heartbeat="auto")
+    assert result["changed"] is False and drv.pings == 0
+
+
+def test_before_and_after_carry_what_a_runbook_reports():
+    result = run(ScriptedDriver("running"), state="restarted", wait_timeout=1, shutdown_timeout=1)
+    for key in ("host", "power_state", "power_state_raw", "heartbeat", "name", "uuid"):
+        assert key in result["before"] and key in result["after"]
+    assert result["after"]["power_state"] == "running"
+
+
+def test_a_refusal_for_the_wrong_host_keeps_where_the_vm_is():
+    drv = ScriptedDriver("running", host="kvm02")
+    with pytest.raises(model.StateConflict) as err:
+        run(drv, state="restarted", expected_host="kvm01")
+    assert err.value.before["host"] == "kvm02"  # what the runbook's message names
+
+
+# --- vm_migrate with moves: one connection, in order, stop at the first failure ----------------------
+class MigratingDriver(Driver):
+    platform = "fake"
+    capabilities = frozenset({"migrate"})
+
+    def __init__(self, vms, refuse=()):
+        self.vms = {uuid: machine("running") for uuid in vms}
+        for uuid, vm in self.vms.items():
+            vm.uuid, vm.name, vm.host = uuid, "vm-" + uuid, "h1"
+        self.refuse = set(refuse)
+        self.calls = []
+        self.closed = 0
+
+    def find(self, name=None, uuid=None):
+        if uuid not in self.vms:
+            raise model.NotFound("no VM with uuid %s" % uuid)
+        return self.refresh(self.vms[uuid])
+
+    def refresh(self, vm, heartbeat=False):
+        src = self.vms[vm.uuid]
+        return model.Machine(kind=src.kind, platform="fake", name=src.name, uuid=src.uuid, host=src.host,
+                             power_state=src.power_state, power_state_raw=src.power_state_raw)
+
+    def migrate(self, vm, host_name, timeout=3600):
+        self.calls.append((vm.uuid, host_name))
+        if vm.uuid in self.refuse:
+            raise model.VirtError("vMotion of %s refused" % vm.name)
+        self.vms[vm.uuid].host = host_name
+
+    def close(self):
+        self.closed += 1
+
+
+class Trail:
+    def __init__(self, log, move, fail_outcome=False):
+        self.log, self.move, self.fail_outcome = log, move, fail_outcome
+
+    def intent(self, vm, steps):
+        self.log.append(("intent", vm.uuid, steps[0]["destination"]))
+
+    def outcome(self, result):
+        self.log.append(("outcome", self.move["uuid"], "failed" if result.get("failed") else "ok"))
+        if self.fail_outcome:
+            result.update(failed=True, msg="the outcome is not on record")
+
+
+@pytest.fixture()
+def migrating(monkeypatch):
+    from ansible_collections.virtops.unified.plugins.module_utils import interface
+
+    opened = []
+
+    def connect(drv):
+        def _connect(params):
+            opened.append(params)
+            if isinstance(drv, Exception):
+                raise drv
+            return drv
+        monkeypatch.setattr(interface, "connect", _connect)
+        return interface, opened
+    return connect
+
+
+def moves(*pairs):
+    return [{"uuid": u, "name": None, "destination_host": d, "expected_host": None} for u, d in pairs]
+
+
+def test_moves_go_in_order_through_one_connection_each_vm_on_record(migrating):
+    drv = MigratingDriver(["a", "b", "c"])
+    interface, opened = migrating(drv)
+    log = []
+    result = interface.run_migrate({"moves": moves(("a", "h2"), ("b", "h3"), ("c", "h1")), "expected_host": "h1"},
+                                   trail=lambda move: Trail(log, move))
+    assert len(opened) == 1 and drv.closed == 1
+    assert drv.calls == [("a", "h2"), ("b", "h3")]  # c is already on h1
+    assert [m["result"] for m in result["moves"]] == ["moved", "moved", "already there"]
+    assert [m["after"]["host"] for m in result["moves"]] == ["h2", "h3", "h1"]
+    assert result["changed"] is True
+    assert log == [("intent", "a", "h2"), ("outcome", "a", "ok"), ("intent", "b", "h3"), ("outcome", "b", "ok")]
+
+
+def test_moves_stop_at_the_first_failure_and_say_what_was_moved(migrating):
+    drv = MigratingDriver(["a", "b", "c"], refuse={"b"})
+    interface, _opened = migrating(drv)
+    log = []
+    with pytest.raises(model.VirtError) as err:
+        interface.run_migrate({"moves": moves(("a", "h2"), ("b", "h2"), ("c", "h2"))},
+                              trail=lambda move: Trail(log, move))
+    assert drv.calls == [("a", "h2"), ("b", "h2")]
+    report = err.value.moves
+    assert [m["result"] for m in report] == ["moved", "failed", "not tried"]
+    assert "refused" in report[1]["msg"] and report[2]["msg"] == "not tried, the moves stopped at vm-b"
+    assert "Moved before it: vm-a (to h2); not tried: c" in str(err.value)
+    assert log[-1] == ("outcome", "b", "failed")  # its intent was written: so is its outcome
+    failed = interface.failure(err.value)
+    assert failed["moves"] == report and failed["failed"] is True
+
+
+def test_a_vm_refused_before_its_move_has_no_audit_lines(migrating):
+    drv = MigratingDriver(["a", "b"])
+    drv.vms["b"].host = "h9"  # not where the plan thinks
+    interface, _opened = migrating(drv)
+    log = []
+    with pytest.raises(model.StateConflict):
+        interface.run_migrate({"moves": moves(("a", "h2"), ("b", "h2")), "expected_host": "h1"},
+                              trail=lambda move: Trail(log, move))
+    assert [entry[:2] for entry in log] == [("intent", "a"), ("outcome", "a")]
+
+
+def test_an_outcome_that_cannot_be_written_stops_the_moves(migrating):
+    drv = MigratingDriver(["a", "b"])
+    interface, _opened = migrating(drv)
+    with pytest.raises(model.VirtError, match="not on record") as err:
+        interface.run_migrate({"moves": moves(("a", "h2"), ("b", "h2"))},
+                              trail=lambda move: Trail([], move, fail_outcome=True))
+    assert drv.calls == [("a", "h2")]
+    assert [m["result"] for m in err.value.moves] == ["failed", "not tried"]
+
+
+def test_moves_in_check_mode_move_nothing(migrating):
+    drv = MigratingDriver(["a", "b"])
+    interface, _opened = migrating(drv)
+    result = interface.run_migrate({"moves": moves(("a", "h2"), ("b", "h1"))}, check_mode=True)
+    assert drv.calls == [] and [m["result"] for m in result["moves"]] == ["would move", "already there"]
+
+
+def test_no_connection_no_move_tried(migrating):
+    interface, _opened = migrating(model.Unreachable("vcenter down"))
+    with pytest.raises(model.Unreachable) as err:
+        interface.run_migrate({"moves": moves(("a", "h2"), ("b", "h2"))})
+    assert [m["result"] for m in err.value.moves] == ["not tried", "not tried"]
+    assert "Nothing was moved; not tried: a, b" in str(err.value)
+
+
+def test_migrate_spec_takes_moves_or_one_vm():
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible_collections.virtops.unified.plugins.module_utils import interface
+
+    def errors(args):
+        return ArgumentSpecValidator(interface.MIGRATE_SPEC, **interface.MIGRATE_RULES).validate(args).error_messages
+
+    assert errors({"uuid": "a", "destination_host": "h2"}) == []
+    assert errors({"moves": [{"uuid": "a", "destination_host": "h2"}]}) == []
+    assert errors({"uuid": "a"})  # no destination
+    assert errors({"moves": [{"uuid": "a", "destination_host": "h2"}], "uuid": "b"})
+    assert errors({"moves": [{"uuid": "a", "destination_host": "h2"}], "destination_host": "h2"})
+    assert errors({"moves": [{"destination_host": "h2"}]})  # which VM?
+    assert errors({"moves": [{"uuid": "a", "destination": "h2"}]})  # a typo is not ignored
