@@ -75,6 +75,7 @@ MIGRATE_SPEC = dict(
     moves={"type": "list", "elements": "dict", "options": MOVE_SPEC,
            "required_one_of": [("name", "uuid")], "mutually_exclusive": [("name", "uuid")]},
     expected_host={"type": "str"},
+    on_failure={"type": "str", "default": "stop", "choices": ["stop", "continue"]},
     reason={"type": "str", "default": ""},
     wait_timeout={"type": "int", "default": 3600},
 )
@@ -194,7 +195,8 @@ def _announcing(audit, announced):
 
 def _run_moves(params, check_mode=False, progress=None, trail=None):
     """Each of params['moves'] in order, through one connection, stopping at the first
-    that fails. Returns one RV(moves) entry per move asked for: moved, already there,
+    that fails (on_failure=continue: going on with the next; the endpoint lost or an
+    audit line that cannot be written still stops them). Returns one RV(moves) entry per move asked for: moved, already there,
     would move (check mode), failed, or not tried. On failure the error carries them
     (`moves`), so the caller knows what was moved before it.
 
@@ -207,6 +209,8 @@ def _run_moves(params, check_mode=False, progress=None, trail=None):
     report = [{"name": m.get("name"), "uuid": m.get("uuid"), "destination_host": m["destination_host"],
                "result": "not tried"} for m in moves]
     moved = []  # "name (to host)" of each VM moved so far
+    failed = []  # "name: why" of each VM that could not move, when going on past failures
+    go_on = params.get("on_failure") == "continue"
 
     def stop(exc, index=None):
         """The error that ends the moves, saying what was moved before it."""
@@ -250,6 +254,9 @@ def _run_moves(params, check_mode=False, progress=None, trail=None):
                     entry.update(name=exc.before.get("name"), uuid=exc.before.get("uuid"), before=exc.before)
                 if announced:
                     audit.outcome(failure(exc))
+                if go_on and not isinstance(exc, model.Unreachable):
+                    failed.append("%s: %s" % (entry["name"] or entry["uuid"], exc))
+                    continue
                 raise stop(exc, index) from None
             result.pop("diff", None)
             result["elapsed"] = round(time.monotonic() - started, 2)
@@ -263,6 +270,12 @@ def _run_moves(params, check_mode=False, progress=None, trail=None):
                 raise stop(model.VirtError(result["msg"]), index)
             if result["changed"] and not check_mode:
                 moved.append("%s (to %s)" % (entry["name"], result["after"]["host"]))
+    if failed:
+        exc = model.VirtError("%d of %d VM(s) not moved: %s" % (len(failed), len(moves), " | ".join(failed)),
+                              hint="Moved: %s" % (", ".join(moved) if moved else "nothing"))
+        exc.moves = report
+        exc.elapsed = round(time.monotonic() - begun, 2)
+        raise exc
     return {"changed": any(e["result"] in ("moved", "would move") for e in report), "moves": report,
             "elapsed": round(time.monotonic() - begun, 2),
             "diff": {"before": {e["name"] or e["uuid"]: (e.get("before") or {}).get("host") for e in report},

@@ -41,8 +41,10 @@ options:
   moves:
     description:
       - The VMs to move, in order, instead of O(name) or O(uuid) and O(destination_host).
-      - The task fails at the first VM that cannot move (it was not where O(expected_host)
-        says, it is not found, the migration failed); the VMs after it are not tried.
+      - With O(on_failure=stop), the task fails at the first VM that cannot move (it was not
+        where O(expected_host) says, it is not found, the migration failed); the VMs after it
+        are not tried. With O(on_failure=continue), the others are still moved and the task
+        fails at the end, listing each VM that did not move.
     type: list
     elements: dict
     suboptions:
@@ -62,6 +64,15 @@ options:
   expected_host:
     description: Refuse, changing nothing, unless the VM currently runs on this host.
     type: str
+  on_failure:
+    description:
+      - With O(moves), what a VM that cannot move does to the ones after it.
+      - V(stop) stops there; V(continue) goes on with the next VM (an evacuation moves all it can).
+        An endpoint that cannot be reached, or an audit line that cannot be written, stops the
+        moves either way.
+    type: str
+    choices: [stop, continue]
+    default: stop
   wait_timeout:
     description: Seconds to wait for the migration to finish.
     type: int

@@ -218,7 +218,7 @@ def test_evacuating_three_vms_logs_in_once_and_follows_the_plan(sim, cached):
         assert r["target"]["inventory_name"] == r["target"]["name"]
 
 
-def test_an_evacuation_stops_at_the_first_vm_that_cannot_move_and_says_what_moved(sim, cached):
+def test_an_evacuation_moves_all_it_can_past_a_vm_that_cannot_move_and_says_which(sim, cached):
     names = ["DC0_C0_RP0_VM3", "DC0_C0_RP0_VM4", "DC0_C0_RP0_VM5"]
     gather(sim, names, SOURCE)
     moving = on_host(sim, SOURCE)
@@ -227,19 +227,16 @@ def test_an_evacuation_stops_at_the_first_vm_that_cannot_move_and_says_what_move
     relocate(sim, vm_named(sim, second), "DC0_C0_H2")
     marker = mark(sim)
     proc = playbook(inv, "playbooks/evacuate_host.yml", "-e", "evacuate=%s" % SOURCE, check=False)
-    assert proc.returncode != 0
+    assert proc.returncode != 0  # the goal (an empty host) was not reached
     assert len(logins_since(sim, marker)[0]) == 1
     plan = {m.group(1): m.group(2) for m in re.finditer(r'"(DC0_\S+)\s+\S*\s+-> (\S+)\s+planned"', proc.stdout)}
     assert list(plan) == moving
-    assert vm_named(sim, moving[0]).runtime.host.name == plan[moving[0]]  # moved
+    for vm in [moving[0]] + moving[2:]:
+        assert vm_named(sim, vm).runtime.host.name == plan[vm]  # moved, also after the refused one
     assert vm_named(sim, second).runtime.host.name == "DC0_C0_H2"  # refused, left where it is
-    for rest in moving[2:]:
-        assert vm_named(sim, rest).runtime.host.name == SOURCE  # not tried
     out = proc.stdout
-    assert re.search(r"%s\s+\S+\s+-> \S+\s+moved to %s" % (moving[0], plan[moving[0]]), out), out[-3000:]
+    for vm in [moving[0]] + moving[2:]:
+        assert re.search(r"%s\s+\S+\s+-> \S+\s+moved to %s" % (vm, plan[vm]), out), out[-3000:]
     assert re.search(r"%s\s+\S+\s+-> \S+\s+NOT MOVED: .*runs on DC0_C0_H2, not on the expected host %s"
                      % (second, SOURCE), out), out[-3000:]
-    for rest in moving[2:]:
-        assert re.search(r"%s\s+\S+\s+-> \S+\s+NOT MOVED: not tried, the moves stopped at %s" % (rest, second), out)
-    untried = ", ".join(vm_named(sim, rest).config.instanceUuid for rest in moving[2:])  # not looked up: no names
-    assert "Moved before it: %s (to %s); not tried: %s" % (moving[0], plan[moving[0]], untried) in out
+    assert "1 of %d VM(s) not moved" % len(moving) in out
