@@ -96,9 +96,18 @@ class Platform:
         """This platform's connection options from task parameters: the value given,
         else the first environment fallback set, else the platform's default."""
         environ = os.environ if environ is None else environ
+        foreign = self._foreign_environment(params, environ)
         out = {}
         for opt in self.options:
             value = params.get(opt.name)
+            if value is None and opt.secret and foreign:
+                env = next((e for e in opt.env if environ.get(e) not in (None, "")), None)
+                if env:  # never send one endpoint's secret to another
+                    raise model.VirtError(
+                        "%s: %s in the environment is for %s=%s, not for %s: it is not sent there; nothing was done"
+                        % (self.name, env, foreign[1], foreign[2], foreign[0]),
+                        hint="Give %s's credentials in its inventory source, in virtops_credentials (keyed by %s), "
+                             "in a credentials file, or in the task" % (foreign[0], foreign[0]))
             if value is None:
                 value = next((environ[e] for e in opt.env if environ.get(e) not in (None, "")), None)
                 if value is not None:
@@ -113,6 +122,20 @@ class Platform:
             raise model.VirtError("%s needs %s" % (self.name, ", ".join(envs)),
                                   hint="Set it in the task, in module_defaults, or in the environment")
         return out
+
+    def _foreign_environment(self, params, environ):
+        """(endpoint asked for, variable, its value) when the environment names another
+        endpoint than the parameters do (VMWARE_HOST=vc1 for a task on vc2): its secrets
+        are that endpoint's. None otherwise."""
+        for name in self.id_options:
+            opt = self.option(name)
+            given = params.get(name)
+            if opt is None or given in (None, ""):
+                continue
+            env = next((e for e in opt.env if environ.get(e) not in (None, "")), None)
+            if env and str(environ[env]) != str(given):
+                return (str(given), env, environ[env])
+        return None
 
     def open(self, params, connect_timeout=30, environ=None):
         """A connected driver for these task parameters."""

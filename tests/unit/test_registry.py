@@ -262,3 +262,19 @@ def test_secret_values_from_any_level_are_scrubbed_from_the_result(platform, mon
     action._secrets = action.secret_values(args, validated)  # pylint: disable=protected-access
     result = action.scrub({"msg": "login with from-the-map-5e1 refused", "nested": [{"e": "from-the-env-9a2"}]})
     assert "from-the-map-5e1" not in json.dumps(result) and ("from-the-env-9a2" not in json.dumps(result))
+
+
+def test_one_endpoints_secret_from_the_environment_is_never_sent_to_another():
+    vmware = registry.get("vmware")
+    environ = {"VMWARE_HOST": "vc1.example.com", "VMWARE_USER": "svc", "VMWARE_PASSWORD": "vc1-secret"}
+    # the endpoint the environment names: its secret applies
+    assert vmware.resolve({"hostname": "vc1.example.com"}, environ)["password"] == "vc1-secret"
+    # no endpoint named in the environment: the fallback applies as documented
+    assert vmware.resolve({"hostname": "vc2.example.com"}, {"VMWARE_PASSWORD": "p"})["password"] == "p"
+    # another endpoint: refused, naming both, and the secret is not in the message
+    with pytest.raises(model.VirtError) as err:
+        vmware.resolve({"hostname": "vc2.example.com"}, environ)
+    assert "VMWARE_HOST=vc1.example.com" in str(err.value) and "vc2.example.com" in str(err.value)
+    assert "vc1-secret" not in str(err.value) + str(err.value.hint)
+    # given for vc2 itself: fine
+    assert vmware.resolve({"hostname": "vc2.example.com", "password": "x"}, environ)["password"] == "x"
