@@ -80,6 +80,26 @@ def _state(code, reason, managed_save):
     return normal, raw
 
 
+_LOOP = []
+_LOOP_GUARD = threading.Lock()
+
+
+def _event_loop():
+    """libvirt's default event loop, once per process, run by a daemon thread (it sends
+    the keepalive pings). Registered before the connections that use it are opened."""
+    with _LOOP_GUARD:
+        if _LOOP:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run():
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, daemon=True, name="libvirt-events").start()
+        _LOOP.append(True)
+
+
 class LibvirtDriver(base.Driver):
     """One libvirt connection (one hypervisor)."""
 
@@ -136,12 +156,28 @@ class LibvirtDriver(base.Driver):
             return self.uri or None
         return "%s%skeyfile=%s" % (self.uri, "&" if "?" in self.uri else "?", quote(keyfile, safe="/"))
 
+    def _keepalive(self, conn):
+        """A deadline for every call on this connection, not only its opening: libvirt's
+        keepalive closes a connection whose daemon has not answered `count` pings sent
+        every `interval` seconds (virConnectSetKeepAlive,
+        https://libvirt.org/html/libvirt-libvirt-host.html#virConnectSetKeepAlive), and the call under way then fails instead of waiting for a
+        cut-off host to come back. The pings need an event loop: one per process, in a
+        daemon thread. Local drivers (test:///) have no keepalive: nothing to do."""
+        _event_loop()
+        interval = max(1, int(self.connect_timeout) // 5)
+        count = max(1, int(self.connect_timeout) // interval - 1)
+        try:
+            conn.setKeepAlive(interval, count)
+        except libvirt.libvirtError:
+            pass
+
     def _open(self, readonly):
         """Open with a time limit: an unreachable ssh host can hang for minutes.
 
         libvirt's open cannot be interrupted, so it runs in a daemon thread; if it
         answers after we gave up, that thread closes the late connection itself
         (the event source retries every poll: nothing may pile up)."""
+        _event_loop()  # before the connection opens, so that it uses the loop (keepalive)
         box = {"abandoned": False}
         guard = threading.Lock()
         uri = self._connect_uri()
@@ -171,6 +207,7 @@ class LibvirtDriver(base.Driver):
                 raise model.Unreachable("libvirt %s: no answer within %ds" % (self.safe_uri, self.connect_timeout))
         if "error" in box:
             raise self._error(box["error"], "cannot connect")
+        self._keepalive(box["conn"])
         return box["conn"]
 
     def close(self):
@@ -204,6 +241,9 @@ class LibvirtDriver(base.Driver):
             return model.Unsupported(msg, raw=raw)
         if code in (libvirt.VIR_ERR_OPERATION_TIMEOUT, libvirt.VIR_ERR_AGENT_UNRESPONSIVE):
             return model.Timeout(msg, raw=raw)
+        if "keepalive" in raw:  # the daemon stopped answering on an open connection
+            return model.Unreachable("%s: no answer within %ds (keepalive)" % (msg, self.connect_timeout), raw=raw,
+                                     hint="Check the hypervisor and the network to it")
         if code in (libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ERROR):
             return model.Unreachable(msg + " (connection lost)", raw=raw)
         return model.VirtError(msg, raw=raw)

@@ -160,6 +160,28 @@ def test_host_up_connects_it_again(qlab):
     assert all(vms[machines[n]["uuid"]]["virt_power_state"] == "running" for n in (ACPI, HUNG))
 
 
+def test_a_host_cut_off_in_the_middle_of_a_connection_fails_within_the_deadline(qlab):
+    """connect_timeout bounds the calls on an open connection too (libvirt's keepalive),
+    not only its opening: a runbook on a host that is cut off mid-way does not hang."""
+    import glob  # pylint: disable=import-outside-toplevel
+    from ansible_collections.virtops.unified.plugins.module_utils import model, registry  # pylint: disable=import-outside-toplevel
+    source = yaml.safe_load(open(glob.glob(os.path.join(qlab, "inventory", "*.libvirt.yml"))[0], encoding="utf-8"))
+    platform = registry.get("libvirt")
+    options = platform.source_endpoints(source)[0]
+    with platform.open(options, connect_timeout=CONNECT_TIMEOUT, environ={}) as drv:
+        assert drv.list_inventory().vms  # the connection is open and answers
+        lab("fault", qlab, "host-isolate", HOST)
+        try:
+            begun = time.monotonic()
+            with pytest.raises(model.Unreachable) as err:
+                drv.list_inventory()
+            took = time.monotonic() - begun
+        finally:
+            lab("fault", qlab, "host-up", HOST)
+    assert took < CONNECT_TIMEOUT + 5, took
+    assert "no answer" in str(err.value), str(err.value)
+
+
 def test_vm_hang_silences_the_agent_and_vm_unhang_brings_it_back(qlab):
     lab("fault", qlab, "vm-hang", ACPI)
     machines, _hosts = state(qlab)
