@@ -12,8 +12,8 @@ description:
   - Looks the target up among the VM hosts of a virtops inventory, by inventory
     hostname, by C(virt_uuid), then by C(virt_name) (exact, then case-insensitive).
   - An inventory hostname that is also the C(virt_name) of another VM (two sources
-    with one name: the source read first gets the plain hostname) is looked up as a
-    name, so it is refused as ambiguous unless O(expected_host) picks one.
+    with one name, where the source read first gets the plain hostname) is looked up
+    as a name, so it is refused as ambiguous unless O(expected_host) picks one.
   - Returns C(host), the inventory hostname of the one match, or C(error), a message
     that names the closest matches when nothing matches or lists each VM (uuid and
     host) when a name matches several, so a runbook can stop cleanly and never acts

@@ -167,8 +167,9 @@ def not_found(what, wanted, known, where=""):
 
 
 def _listing(machines):
-    return "; ".join("%s%s uuid=%s host=%s power=%s" % (m.name, " [%s]" % m.platform if m.platform else "", m.uuid,
-                                                     m.host, m.power_state) for m in machines)
+    return "; ".join("%s%s uuid=%s host=%s power=%s"
+                     % (m.name, " [%s]" % m.platform if m.platform else "", m.uuid, m.host, m.power_state)
+                     for m in machines)
 
 
 def pick_one(candidates, name=None, uuid=None, where="", what="VM", expected_host=None):

@@ -62,7 +62,7 @@ def test_platform_opens_reads_and_keeps_secrets_out_of_its_endpoint(name, tmp_pa
         # the same estate through every platform: what the lab file says
         assert sorted(hosts) == ["h1", "h2"]
         assert sorted(vms) == [("v1", "h1", model.RUNNING), ("v2", "h2", model.STOPPED)]
-        declared = {a for a in platform.capabilities}
+        declared = set(platform.capabilities)
         for capability, method in (("migrate", "migrate"), ("maintenance", "set_maintenance")):
             if capability in declared:
                 assert callable(getattr(platform.driver, method, None)), (name, capability)

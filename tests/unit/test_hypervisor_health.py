@@ -381,7 +381,7 @@ def test_a_vaulted_password_decrypts_and_no_secret_reaches_the_logs_or_the_event
         % (URI_PW, free_port()), VAULT_PW))
     cfg = hh.parse_args({"inventory": str(inv), "interval": 0.2, "connect_timeout": 5})
     (vc,) = [ep for ep in cfg["endpoints"] if ep["platform"].name == "vmware"]
-    assert vc["options"]["password"] == VAULTED and type(vc["options"]["password"]) is str  # decrypted, plain
+    assert vc["options"]["password"] == VAULTED and vc["options"]["password"].__class__ is str  # decrypted, plain
     (kvm,) = [ep for ep in cfg["endpoints"] if ep["platform"].name == "libvirt"]
     assert URI_PW in kvm["options"]["uri"]
 
