@@ -108,13 +108,15 @@ class Driver:
         itself is awaited by wait_for()."""
         raise NotImplementedError
 
-    def wait_for(self, vm, predicate, timeout, what, progress=None, heartbeat=False):
-        """Poll `refresh` until `predicate(machine)` holds.
+    def wait_for(self, vm, predicate, timeout, what, progress=None, heartbeat=False, started=None):
+        """Poll `refresh` until `predicate(machine)` holds, for `timeout` seconds from
+        `started` (a time.monotonic(); default: now), so that a step's budget counts the
+        time its request took.
 
         Returns the last machine read; raises model.Timeout naming what was
         awaited and the state last seen.
         """
-        start = time.monotonic()
+        start = time.monotonic() if started is None else started
         interval = self.poll_interval
         next_note = start + 15
         current = self.refresh(vm, heartbeat=heartbeat)

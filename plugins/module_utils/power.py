@@ -222,8 +222,9 @@ def _run_step(driver, vm, step, wait, progress, actions):
             done("failed", exc)
             raise
     try:
-        if wait:
-            vm = driver.wait_for(vm, reached, step["timeout"], what, progress, heartbeat=action == "heartbeat")
+        if wait:  # one budget per step: the request's own time counts (a slow task, a slow agent)
+            vm = driver.wait_for(vm, reached, step["timeout"], what, progress, heartbeat=action == "heartbeat",
+                                 started=started)
         else:
             vm = driver.refresh(vm)
     except model.Timeout:

@@ -206,6 +206,26 @@ def test_vm_ignore_graceful_makes_the_guest_ignore_acpi(qlab):
     assert counts(after[ACPI]) == counts(machines[ACPI]) and after[ACPI]["heartbeat"] == "ok"
 
 
+def test_a_guest_whose_agent_takes_the_shutdown_and_stays_up_is_forced_off_within_the_timeout(qlab):
+    """The guest (still ignoring graceful requests, from the test above) has an agent that
+    answers: libvirt's virDomainShutdown then waits 60 s; the restart keeps its own budget."""
+    before, _hosts = state(qlab)
+    target = before[ACPI]
+    stops = len(stop_reasons(target["name"]))
+    begun = time.monotonic()
+    with lab_env(qlab):
+        proc = playbook(os.path.join(qlab, "inventory"), "playbooks/restart_vm.yml", "-e",
+                        json.dumps({"target": target["uuid"], "reason": "ignores graceful",
+                                    "restart_vm_shutdown_timeout": 5}))
+    took = time.monotonic() - begun
+    assert "shutdown=timeout, poweroff=ok, start=ok" in proc.stdout, proc.stdout[-2000:]
+    assert took < 45, took  # 60 s and more before the fix
+    after, _hosts = state(qlab)
+    assert tuple(a - b for a, b in zip(counts(after[ACPI]), counts(before[ACPI]))) == (1, 0, 1)
+    assert stop_reasons(target["name"])[stops:] == ["destroyed"]  # forced off, at libvirt's word
+    assert after[ACPI]["power"] == "running"
+
+
 def test_vm_crash_kills_one_guest_and_counts_nowhere(qlab):
     before, _hosts = state(qlab)
     lab("fault", qlab, "vm-crash", ACPI)
