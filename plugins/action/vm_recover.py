@@ -4,8 +4,15 @@
 
 from __future__ import annotations
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from ansible_collections.virtops.unified.plugins.action.vm_migrate import _VmTrail
 from ansible_collections.virtops.unified.plugins.module_utils import interface, registry
+from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
 from ansible_collections.virtops.unified.plugins.plugin_utils.action import VirtActionBase
+
+# the inventory variables a VM's connection is read from (see VirtActionBase.fill_from_host)
+_HOST_KEYS = ("virt_kind", "virt_platform", "virt_endpoint", "virt_uuid", "virt_source", "virt_host")
 
 
 class ActionModule(VirtActionBase):
@@ -15,7 +22,13 @@ class ActionModule(VirtActionBase):
     AUDIT_STATE = "recovered"
 
     def fill_from_host(self, args, task_vars):
+        # with `recoveries` the VMs are named there: the targeted host's own uuid is not one of them
+        named = "name" in args or "uuid" in args
         args = super().fill_from_host(args, task_vars)
+        if "recoveries" in args:
+            if not named:
+                args.pop("uuid", None)
+            return args
         # one endpoint per host (libvirt): the VM is started through the destination's endpoint
         dest = (task_vars.get("hostvars") or {}).get(args.get("destination_host")) or {}
         endpoint = self._templar.template(dest.get("virt_endpoint") or {})
@@ -27,4 +40,84 @@ class ActionModule(VirtActionBase):
         return args
 
     def work(self, params, task_vars, intent=None):
-        return interface.run_recover(params, check_mode=self._task.check_mode, progress=self.progress, intent=intent)
+        if not params.get("recoveries"):
+            return interface.run_recover(params, check_mode=self._task.check_mode, progress=self.progress,
+                                         intent=intent)
+        # Several VMs in one task: each through the connection its own inventory host gives (a
+        # manager: the same one for all, one login), each with its own audit trail (vm_migrate's).
+        recoveries = params["recoveries"]
+        names = self._inventory_names(task_vars, recoveries)
+        connections = [self._connection_of(params, task_vars, names.get(r.get("uuid") or r.get("name")), r)
+                       for r in recoveries]
+        trails = []
+
+        def trail(recovery):
+            vm_vars = dict(task_vars, inventory_hostname=names.get(recovery.get("uuid") or recovery.get("name")))
+            trails.append(_VmTrail(self, vm_vars, params))
+            return trails[-1]
+
+        try:
+            result = interface.run_recover(params, check_mode=self._task.check_mode, progress=self.progress,
+                                           trail=trail if intent is not None else None,
+                                           connection=connections.__getitem__)
+        except BaseException as exc:
+            last = trails[-1] if trails else None
+            if last is not None and last.intent_written and not last.closed and not isinstance(exc, VirtError):
+                last.outcome({"failed": True, "msg": "interrupted (%s)" % type(exc).__name__}, quiet=True)
+            raise
+        if trails:
+            result["audit_log"] = trails[-1].path
+        return result
+
+    def _connection_of(self, params, task_vars, vm_host, recovery):
+        """The connection options of one recovery: those its VM's inventory host gives (its
+        platform's scope decides: a manager's, or the destination's endpoint), else the task's.
+        Fills the recovery's failed_host from the VM's virt_host."""
+        hostvars = task_vars.get("hostvars") or {}
+        if not vm_host or vm_host not in hostvars:
+            return params
+        known = hostvars[vm_host]
+        vm_vars = dict(task_vars, inventory_hostname=vm_host)
+        for key in _HOST_KEYS:
+            vm_vars[key] = known.get(key)
+        if not vm_vars.get("virt_platform") or "platform" in self._task.args:
+            return params  # not a virtops host, or the task says where to connect
+        saved = self._host_endpoint, self._host_source
+        try:
+            args = self.fill_from_host({"destination_host": recovery["destination_host"]}, vm_vars)
+            args = self.fill_credentials(args, vm_vars)
+        finally:
+            self._host_endpoint, self._host_source = saved
+        if not recovery.get("failed_host") and args.get("failed_host"):
+            recovery["failed_host"] = args["failed_host"]
+        conn = {k: v for k, v in args.items() if k in interface.CONNECTION_SPEC}
+        conn.setdefault("connect_timeout", params.get("connect_timeout"))
+        validated = ArgumentSpecValidator(interface.CONNECTION_SPEC).validate(conn)
+        if validated.error_messages:
+            raise VirtError("%s: %s" % (vm_host, "; ".join(validated.error_messages)))
+        self._secrets |= self.secret_values(conn, validated)
+        return validated.validated_parameters
+
+    @staticmethod
+    def _inventory_names(task_vars, recoveries):
+        """Each recovery's VM -> its inventory host, keyed by the recovery's uuid (else name),
+        for its connection and its audit lines. A uuid may name a copy on each host (libvirt
+        standby definitions): the one on the recovery's failed_host is the VM to recover."""
+        hostvars = task_vars.get("hostvars") or {}
+        found = {}
+        for host in (task_vars.get("groups") or {}).get("virt_vms", []):
+            try:
+                known = hostvars[host]
+            except KeyError:
+                continue
+            found.setdefault(known.get("virt_uuid"), []).append((host, known.get("virt_host")))
+            found.setdefault(known.get("virt_name"), []).append((host, known.get("virt_host")))
+        names = {}
+        for recovery in recoveries:
+            key = recovery.get("uuid") or recovery.get("name")
+            hosts = found.get(key) or []
+            mine = [h for h, on in hosts if recovery.get("failed_host") and on == recovery["failed_host"]]
+            if mine or hosts:
+                names[str(key)] = (mine or [h for h, _on in hosts])[0]
+        return names
+

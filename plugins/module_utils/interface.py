@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from contextlib import ExitStack
 
 from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.virtops.unified.plugins.module_utils import model, power, registry, runbook
@@ -99,16 +100,27 @@ GUARD_SPEC = dict(
 )
 GUARD_RULES = {"required_if": [("state", "unlocked", ("token",))]}
 
+RECOVERY_SPEC = dict(
+    TARGET_SPEC,
+    destination_host={"type": "str", "required": True},
+    failed_host={"type": "str"},
+)
 RECOVER_SPEC = dict(
     CONNECTION_SPEC,
     **TARGET_SPEC,
-    destination_host={"type": "str", "required": True},
+    destination_host={"type": "str"},
+    recoveries={"type": "list", "elements": "dict", "options": RECOVERY_SPEC,
+                "required_one_of": [("name", "uuid")], "mutually_exclusive": [("name", "uuid")]},
     failed_host={"type": "str"},
     wait_timeout={"type": "int", "default": 600},
     wait_for_heartbeat={"type": "bool", "default": False},
     reason={"type": "str", "default": ""},
 )
-RECOVER_RULES = POWER_RULES
+RECOVER_RULES = {
+    "required_one_of": [("name", "uuid", "recoveries")],
+    "mutually_exclusive": [("name", "uuid", "recoveries"), ("recoveries", "destination_host")],
+    "required_by": {"name": "destination_host", "uuid": "destination_host"},
+}
 
 MAINTENANCE_SPEC = dict(
     CONNECTION_SPEC,
@@ -326,8 +338,9 @@ def run_guard(params, who, check_mode=False, holder=None):
     return result
 
 
-def run_recover(params, check_mode=False, progress=None, intent=None):
-    """Start a VM of a failed host on `destination_host`.
+def run_recover(params, check_mode=False, progress=None, intent=None, trail=None, connection=None):
+    """Start a VM of a failed host on `destination_host`, or with `recoveries` several,
+    in the given (priority) order, one connection per endpoint (see _run_recoveries).
 
     By the platform's recovery style: START_STANDBY (one host per endpoint) - params
     name the destination's endpoint, where the same VM is defined (shared storage),
@@ -335,39 +348,127 @@ def run_recover(params, check_mode=False, progress=None, intent=None):
     on the destination host and it is powered on. A VM already running on a live
     host is left alone.
     """
+    if params.get("recoveries"):
+        return _run_recoveries(params, check_mode=check_mode, progress=progress, trail=trail, connection=connection)
     begun = time.monotonic()
-    dest = params["destination_host"]
     with connect(params) as drv:
-        vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
-        result = {"before": vm.summary(), "changed": False, "actions": []}
-        if vm.power_state == model.RUNNING and vm.host != params.get("failed_host"):
-            result.update(after=vm.summary(), skipped_reason="already running on %s" % vm.host)
-        elif check_mode:
-            result.update(changed=True, after=vm.summary(),
-                          actions=[{"action": "recover", "destination": dest, "result": "planned"}])
-        else:
-            steps = [power.Step(START, model.RUNNING, params["wait_timeout"])]
-            if params.get("wait_for_heartbeat"):
-                steps.append(power.Step("heartbeat", model.HB_OK, params["wait_timeout"]))
-            found = vm
-            style = registry.get(drv.platform).recovery
-            try:
-                if style is None:
-                    raise model.Unsupported("%s: recovery of a failed host's VMs is not supported" % drv.platform)
-                if style == registry.START_STANDBY and vm.host != dest:
-                    raise model.StateConflict("%s: connected to %s, not to the destination %s" % (vm.name, vm.host, dest))
-                if intent:
-                    intent(vm, [{"action": "recover", "destination": dest}] + steps)
-                if style == registry.REREGISTER:
-                    if progress:
-                        progress("%s: registering on %s" % (vm.name, dest))
-                    vm = drv.recover(vm, dest, timeout=params["wait_timeout"])
-                after, actions = power.execute(drv, vm, steps, progress=progress)
-            except model.VirtError as exc:
-                power.keep_identity(exc, found, begun)
-                raise
-            result.update(changed=True, after=after.summary(), actions=actions)
+        result = _recover_one(drv, params, check_mode, progress, intent, begun)
     result["elapsed"] = round(time.monotonic() - begun, 2)
+    return result
+
+
+def _recover_one(drv, params, check_mode, progress, intent, begun):
+    dest = params["destination_host"]
+    vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
+    result = {"before": vm.summary(), "changed": False, "actions": []}
+    if vm.power_state == model.RUNNING and vm.host != params.get("failed_host"):
+        result.update(after=vm.summary(), skipped_reason="already running on %s" % vm.host)
+    elif check_mode:
+        result.update(changed=True, after=vm.summary(),
+                      actions=[{"action": "recover", "destination": dest, "result": "planned"}])
+    else:
+        steps = [power.Step(START, model.RUNNING, params["wait_timeout"])]
+        if params.get("wait_for_heartbeat"):
+            steps.append(power.Step("heartbeat", model.HB_OK, params["wait_timeout"]))
+        found = vm
+        style = registry.get(drv.platform).recovery
+        try:
+            if style is None:
+                raise model.Unsupported("%s: recovery of a failed host's VMs is not supported" % drv.platform)
+            if style == registry.START_STANDBY and vm.host != dest:
+                raise model.StateConflict("%s: connected to %s, not to the destination %s" % (vm.name, vm.host, dest))
+            if intent:
+                intent(vm, [{"action": "recover", "destination": dest}] + steps)
+            if style == registry.REREGISTER:
+                if progress:
+                    progress("%s: registering on %s" % (vm.name, dest))
+                vm = drv.recover(vm, dest, timeout=params["wait_timeout"])
+            after, actions = power.execute(drv, vm, steps, progress=progress)
+        except model.VirtError as exc:
+            power.keep_identity(exc, found, begun)
+            raise
+        result.update(changed=True, after=after.summary(), actions=actions)
+    return result
+
+
+def _endpoint_key(params):
+    """What names one connection: the platform and every connection option's value."""
+    return tuple(sorted((k, str(params.get(k))) for k in CONNECTION_SPEC if params.get(k) is not None))
+
+
+def _run_recoveries(params, check_mode=False, progress=None, trail=None, connection=None):
+    """Each of params['recoveries'] in the order given (the restart priority), going on
+    past a VM that fails: a recovery brings back all it can. One connection per endpoint,
+    opened at its first use and kept to the end, so the order is the one asked for
+    whatever endpoint each VM is started through. `connection(index)`, when given,
+    returns the connection options of that recovery (a platform with one host per
+    endpoint starts each VM through its destination's endpoint); else every VM goes
+    through params' own. An endpoint that cannot be reached fails the VMs to recover
+    through it, not the others; an outcome that cannot be written stops them all.
+
+    Returns one RV(recoveries) entry per VM: recovered, already running, would recover
+    (check mode), failed, or not tried; `failed` (with what was recovered) when a VM was
+    not. `trail(recovery)` as in _run_moves."""
+    begun = time.monotonic()
+    asked = params["recoveries"]
+    report = [{"name": r.get("name"), "uuid": r.get("uuid"), "destination_host": r["destination_host"],
+               "result": "not tried"} for r in asked]
+    drivers = {}  # endpoint key -> open driver, or the error that opening it raised
+    failed, done = [], []
+    with ExitStack() as stack:
+        for index, recovery in enumerate(asked):
+            entry = report[index]
+            conn = connection(index) if connection else params
+            one = dict(params, **{k: conn.get(k) for k in CONNECTION_SPEC})
+            one.update(name=recovery.get("name"), uuid=recovery.get("uuid"),
+                       destination_host=recovery["destination_host"],
+                       failed_host=recovery.get("failed_host") or params.get("failed_host"))
+            key = _endpoint_key(one)
+            audit = trail(recovery) if trail else None
+            announced = []
+            started = time.monotonic()
+            try:
+                if key not in drivers:
+                    try:
+                        drivers[key] = stack.enter_context(connect(one))
+                    except model.VirtError as exc:
+                        drivers[key] = exc
+                if isinstance(drivers[key], model.VirtError):
+                    raise drivers[key]
+                result = _recover_one(drivers[key], one, check_mode, progress, _announcing(audit, announced), started)
+            except model.VirtError as exc:
+                entry.update(result="failed", msg=str(exc), error_type=type(exc).__name__,
+                             elapsed=round(time.monotonic() - started, 2))
+                if getattr(exc, "before", None):
+                    entry.update(name=exc.before.get("name"), uuid=exc.before.get("uuid"), before=exc.before)
+                if getattr(exc, "actions", None):
+                    entry["actions"] = exc.actions
+                if announced:
+                    audit.outcome(failure(exc))
+                failed.append("%s: %s" % (entry["name"] or entry["uuid"], exc))
+                continue
+            result["elapsed"] = round(time.monotonic() - started, 2)
+            if announced:
+                audit.outcome(result)
+            entry.update(name=result["before"]["name"], uuid=result["before"]["uuid"], before=result["before"],
+                         after=result["after"], elapsed=result["elapsed"], actions=result["actions"],
+                         result="already running" if not result["changed"]
+                         else "would recover" if check_mode else "recovered")
+            if result.get("skipped_reason"):
+                entry["skipped_reason"] = result["skipped_reason"]
+            if result.get("failed"):  # started, but its outcome could not be written: stop here
+                entry.update(result="failed", msg=result["msg"], error_type="AuditError")
+                for later in report[index + 1:]:
+                    later["msg"] = "not tried, the recoveries stopped at %s" % (entry["name"] or entry["uuid"])
+                return {"failed": True, "msg": result["msg"], "error_type": "AuditError", "recoveries": report,
+                        "changed": bool(done), "elapsed": round(time.monotonic() - begun, 2)}
+            if result["changed"] and not check_mode:
+                done.append("%s (on %s)" % (entry["name"], result["after"]["host"]))
+    result = {"changed": any(e["result"] in ("recovered", "would recover") for e in report), "recoveries": report,
+              "elapsed": round(time.monotonic() - begun, 2)}
+    if failed:  # a failed result rather than an error: it carries what was recovered
+        result.update(failed=True, msg="%d of %d VM(s) not recovered: %s. Recovered: %s" % (
+            len(failed), len(asked), " | ".join(failed), ", ".join(done) if done else "nothing"))
     return result
 
 

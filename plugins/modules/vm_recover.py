@@ -17,6 +17,11 @@ description:
   - B(vSphere) - the VM is removed from the failed host's inventory and registered from its
     C(.vmx) on the destination host (same datastore), then powered on.
   - A VM that already runs on a live host is left alone (RV(skipped_reason)).
+  - With O(recoveries), several VMs are started one after the other, in the order given (the
+    restart priority), through one connection per endpoint (vSphere - one vCenter login for all;
+    libvirt - one per destination hypervisor), each with its own audit intent and outcome.
+    A VM that cannot be recovered does not stop the others; the task fails if one was not
+    recovered, and RV(recoveries) says what happened to each.
 author:
   - virtops maintainers (@virtops)
 extends_documentation_fragment:
@@ -31,12 +36,33 @@ attributes:
     support: none
 options:
   destination_host:
-    description: Inventory name of the host to start the VM on.
+    description:
+      - Inventory name of the host to start the VM on.
+      - Required with O(name) or O(uuid); not with O(recoveries).
     type: str
-    required: true
   failed_host:
     description: The failed host; filled from the targeted host's C(virt_host).
     type: str
+  recoveries:
+    description:
+      - Several VMs to recover, in this order, instead of O(name) or O(uuid). Each VM's connection
+        comes from its own inventory host (found by its uuid in the group C(virt_vms)).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: The VM's name; or O(recoveries[].uuid).
+        type: str
+      uuid:
+        description: The VM's uuid; or O(recoveries[].name).
+        type: str
+      destination_host:
+        description: Inventory name of the host to start it on.
+        type: str
+        required: true
+      failed_host:
+        description: Its failed host; filled from its inventory host's C(virt_host).
+        type: str
   wait_timeout:
     description: Seconds to wait for the VM to run.
     type: int
@@ -58,6 +84,18 @@ EXAMPLES = r"""
       virtops.unified.vm_recover:
         destination_host: kvm02
         reason: kvm01 lost power
+
+- name: Start three VMs of a dead ESXi host, high priority first, through one vCenter session
+  hosts: web01
+  gather_facts: false
+  tasks:
+    - name: Recover
+      virtops.unified.vm_recover:
+        recoveries:
+          - {uuid: 5003a1b2-0000-0000-0000-000000000001, destination_host: esx02}
+          - {uuid: 5003a1b2-0000-0000-0000-000000000002, destination_host: esx03}
+          - {uuid: 5003a1b2-0000-0000-0000-000000000003, destination_host: esx02}
+        reason: esx01 lost power
 """
 
 RETURN = r"""
@@ -72,6 +110,15 @@ after:
 actions:
   description: Steps run, with their times and results.
   returned: always
+  type: list
+  elements: dict
+recoveries:
+  description:
+    - With O(recoveries), one entry per VM, in the order given - C(name), C(uuid),
+      C(destination_host), C(result) (C(recovered), C(already running), C(would recover),
+      C(failed), C(not tried)), C(before), C(after), C(actions), C(elapsed), C(msg) on failure,
+      C(skipped_reason) when it already runs.
+  returned: with recoveries
   type: list
   elements: dict
 skipped_reason:

@@ -240,3 +240,44 @@ def test_an_evacuation_moves_all_it_can_past_a_vm_that_cannot_move_and_says_whic
     assert re.search(r"%s\s+\S+\s+-> \S+\s+NOT MOVED: .*runs on DC0_C0_H2, not on the expected host %s"
                      % (second, SOURCE), out), out[-3000:]
     assert "1 of %d VM(s) not moved" % len(moving) in out
+
+
+# --- recover_host_failure -------------------------------------------------------------------
+def test_recovering_three_vms_of_a_dead_host_logs_in_once_and_follows_the_plan(sim, cached):
+    names = ["DC0_C0_RP0_VM3", "DC0_C0_RP0_VM4", "DC0_C0_RP0_VM5"]
+    gather(sim, names, SOURCE)
+    victims = on_host(sim, SOURCE)
+    assert len(victims) >= 3, victims
+    uuids = {name: vm_named(sim, name).config.instanceUuid for name in victims}
+    audit_before = len(audit_lines()) if os.path.exists(os.environ["VIRTOPS_AUDIT_LOG"]) else 0
+    sim.host_power(SOURCE, "poweredOff")  # dead: its VMs stop and their files are free
+    try:
+        inv = cached()  # the inventory sees the host not responding
+        marker = mark(sim)
+        dry = playbook(inv, "playbooks/recover_host_failure.yml", "-e", "failed_host=%s" % SOURCE, "--check")
+        assert len(logins_since(sim, marker)[0]) == 1, dry.stdout[-3000:]
+        assert sorted(plan_of(dry.stdout)) == victims, dry.stdout[-3000:]
+        assert all(vm_named(sim, n).runtime.host.name == SOURCE for n in victims)  # nothing done
+
+        marker = mark(sim)
+        proc = playbook(inv, "playbooks/recover_host_failure.yml", "-e", "failed_host=%s" % SOURCE)
+        logins, logouts = logins_since(sim, marker)
+        assert len(logins) == 1, (logins, proc.stdout[-3000:])
+        assert set(logins) <= logouts
+        plan = plan_of(proc.stdout)
+        assert sorted(plan) == victims, (plan, proc.stdout[-3000:])
+        for name, dest in plan.items():
+            vm = sim.vm(uuids[name])  # same identity, re-registered on the planned host
+            assert vm.runtime.host.name == dest and vm.runtime.powerState == "poweredOn", (name, dest)
+            assert re.search(r"%s\s+\S+\s+-> %s\s+running on %s after" % (name, dest, dest), proc.stdout), name
+        # each VM on record on its own: an intent and an outcome with one id, in plan (priority) order
+        lines = [r for r in audit_lines()[audit_before:] if r["state"] == "recovered"]
+        intents = [r for r in lines if r["phase"] == "intent"]
+        outcomes = {r["id"]: r for r in lines if r["phase"] == "outcome"}
+        assert [r["target"]["name"] for r in intents] == list(plan)
+        for r in intents:
+            done = outcomes[r["id"]]
+            assert done["result"] == "ok" and done["host_after"] == plan[r["target"]["name"]]
+            assert r["target"]["inventory_name"] == r["target"]["name"]
+    finally:
+        sim.host_power(SOURCE, "poweredOn")

@@ -396,3 +396,123 @@ def test_migrate_spec_takes_moves_or_one_vm():
     assert errors({"moves": [{"uuid": "a", "destination_host": "h2"}], "destination_host": "h2"})
     assert errors({"moves": [{"destination_host": "h2"}]})  # which VM?
     assert errors({"moves": [{"uuid": "a", "destination": "h2"}]})  # a typo is not ignored
+
+
+# --- vm_recover with recoveries: in order, one connection per endpoint, past a VM that fails ---------
+class RecoveringDriver(MigratingDriver):
+    """A manager (REREGISTER, as vSphere): the VMs of the dead host h1, stopped."""
+
+    platform = "vmware"
+    poll_interval = 0.01
+    max_poll_interval = 0.01
+
+    def __init__(self, vms, refuse=()):
+        super().__init__(vms, refuse)
+        for vm in self.vms.values():
+            vm.power_state = vm.power_state_raw = "stopped"
+
+    def recover(self, vm, host_name, timeout=600):
+        self.calls.append((vm.uuid, host_name))
+        if vm.uuid in self.refuse:
+            raise model.VirtError("PowerOnVM_Task of %s: InvalidHostState" % vm.name)
+        self.vms[vm.uuid].host = host_name
+        return self.refresh(vm)
+
+    def power(self, vm, action, timeout=600):
+        self.vms[vm.uuid].power_state = self.vms[vm.uuid].power_state_raw = "running"
+
+
+def recoveries(*pairs):
+    return [{"uuid": u, "name": None, "destination_host": d, "failed_host": "h1"} for u, d in pairs]
+
+
+def recover_params(pairs, **kw):
+    return dict({"recoveries": recoveries(*pairs), "wait_timeout": 5, "wait_for_heartbeat": False,
+                 "platform": "vmware", "hostname": "vc1"}, **kw)
+
+
+def test_recoveries_go_in_order_through_one_connection_past_a_vm_that_fails(migrating):
+    drv = RecoveringDriver(["a", "b", "c"], refuse={"b"})
+    interface, opened = migrating(drv)
+    log = []
+    result = interface.run_recover(recover_params([("a", "h2"), ("b", "h3"), ("c", "h2")]),
+                                   trail=lambda r: Trail(log, r))
+    assert len(opened) == 1 and drv.closed == 1  # one login for the three
+    assert drv.calls == [("a", "h2"), ("b", "h3"), ("c", "h2")]  # b failed: c was still recovered
+    report = result["recoveries"]
+    assert [r["result"] for r in report] == ["recovered", "failed", "recovered"]
+    assert [r["after"]["host"] for r in (report[0], report[2])] == ["h2", "h2"]
+    assert "InvalidHostState" in report[1]["msg"]
+    assert result["failed"] is True and "1 of 3 VM(s) not recovered" in result["msg"]
+    assert "Recovered: vm-a (on h2), vm-c (on h2)" in result["msg"]
+    # each VM on record on its own, the failed one too
+    assert log == [("intent", "a", "h2"), ("outcome", "a", "ok"), ("intent", "b", "h3"), ("outcome", "b", "failed"),
+                   ("intent", "c", "h2"), ("outcome", "c", "ok")]
+
+
+def test_recoveries_open_one_connection_per_endpoint_keeping_the_order(migrating):
+    """A platform with one host per endpoint (libvirt) starts each VM through its destination's:
+    one connection each, opened at its first use and kept, the order the one asked for."""
+    drv = RecoveringDriver(["a", "b", "c"])
+    interface, opened = migrating(drv)
+    endpoints = ["kvm2", "kvm3", "kvm2"]
+    result = interface.run_recover(recover_params([("a", "h2"), ("b", "h3"), ("c", "h2")]),
+                                   connection=lambda i: {"platform": "vmware", "hostname": endpoints[i]})
+    assert [p["hostname"] for p in opened] == ["kvm2", "kvm3"]
+    assert drv.calls == [("a", "h2"), ("b", "h3"), ("c", "h2")]
+    assert [r["result"] for r in result["recoveries"]] == ["recovered"] * 3 and "failed" not in result
+
+
+def test_an_endpoint_that_cannot_be_reached_fails_only_its_vms(migrating, monkeypatch):
+    drv = RecoveringDriver(["a", "b"])
+    interface, opened = migrating(drv)
+
+    def connect(params):
+        opened.append(params)
+        if params["hostname"] == "down":
+            raise model.Unreachable("kvm3 does not answer")
+        return drv
+    monkeypatch.setattr(interface, "connect", connect)
+    endpoints = ["down", "kvm2", "down"]
+    result = interface.run_recover(recover_params([("a", "h3"), ("b", "h2"), ("a", "h3")]),
+                                   connection=lambda i: {"platform": "vmware", "hostname": endpoints[i]})
+    assert [p["hostname"] for p in opened] == ["down", "kvm2"]  # not tried twice
+    assert [r["result"] for r in result["recoveries"]] == ["failed", "recovered", "failed"]
+    assert result["failed"] is True and "does not answer" in result["recoveries"][0]["msg"]
+
+
+def test_a_vm_already_running_elsewhere_is_left_alone_and_check_mode_starts_nothing(migrating):
+    drv = RecoveringDriver(["a", "b"])
+    drv.vms["a"].host, drv.vms["a"].power_state = "h3", "running"
+    interface, _opened = migrating(drv)
+    log = []
+    result = interface.run_recover(recover_params([("a", "h2"), ("b", "h2")]), check_mode=True,
+                                   trail=lambda r: Trail(log, r))
+    assert drv.calls == [] and log == []
+    assert [r["result"] for r in result["recoveries"]] == ["already running", "would recover"]
+    assert result["recoveries"][0]["skipped_reason"] == "already running on h3"
+
+
+def test_an_outcome_that_cannot_be_written_stops_the_recoveries(migrating):
+    drv = RecoveringDriver(["a", "b"])
+    interface, _opened = migrating(drv)
+    result = interface.run_recover(recover_params([("a", "h2"), ("b", "h2")]),
+                                   trail=lambda r: Trail([], r, fail_outcome=True))
+    assert drv.calls == [("a", "h2")] and result["failed"] is True
+    assert [r["result"] for r in result["recoveries"]] == ["failed", "not tried"]
+
+
+def test_recover_spec_takes_recoveries_or_one_vm():
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible_collections.virtops.unified.plugins.module_utils import interface
+
+    def errors(args):
+        return ArgumentSpecValidator(interface.RECOVER_SPEC, **interface.RECOVER_RULES).validate(args).error_messages
+
+    assert errors({"uuid": "a", "destination_host": "h2"}) == []
+    assert errors({"recoveries": [{"uuid": "a", "destination_host": "h2"}]}) == []
+    assert errors({"uuid": "a"})  # no destination
+    assert errors({"recoveries": [{"uuid": "a", "destination_host": "h2"}], "uuid": "b"})
+    assert errors({"recoveries": [{"uuid": "a", "destination_host": "h2"}], "destination_host": "h2"})
+    assert errors({"recoveries": [{"destination_host": "h2"}]})  # which VM?
+    assert errors({"recoveries": [{"uuid": "a", "destination": "h2"}]})  # a typo is not ignored
