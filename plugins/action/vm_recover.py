@@ -120,4 +120,3 @@ class ActionModule(VirtActionBase):
             if mine or hosts:
                 names[str(key)] = (mine or [h for h, _on in hosts])[0]
         return names
-
