@@ -35,6 +35,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
 
+import processes  # noqa: E402  pylint: disable=wrong-import-position
+
 FAULTS = ("host-isolate", "host-down", "host-up", "vm-hang", "vm-unhang", "vm-crash", "vm-ignore-graceful",
           "endpoint-down", "endpoint-up", "endpoint-silent")
 ENDPOINT_FAULTS = ("endpoint-down", "endpoint-up", "endpoint-silent")
@@ -147,15 +149,6 @@ def _write_lab(labdir, record):
     os.replace(path + ".new", path)
 
 
-def _alive(pid):
-    """The process runs (a zombie, gone but not yet reaped, does not)."""
-    try:
-        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _registry():
     from ansible_collections.virtops.unified.plugins.module_utils import registry  # pylint: disable=import-outside-toplevel
     return registry
@@ -218,7 +211,7 @@ def up(labfile, labdir):
     labdir = os.path.abspath(labdir)
     if os.path.exists(_state_path(labdir)):
         old = read_lab(labdir)
-        live = [pid for ep in old["endpoints"] for pid in ep["rec"].get("pids", []) if _alive(pid)]
+        live = [pid for ep in old["endpoints"] for pid in ep["rec"].get("pids", []) if not processes.gone(pid)]
         if live:
             raise LabError("a lab is already up in %s (pids %s): `scripts/lab down %s` first"
                            % (labdir, ", ".join(map(str, live)), labdir))

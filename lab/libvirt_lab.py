@@ -53,6 +53,8 @@ import urllib.parse
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 
+import processes  # lab/processes.py: the lab's own peer processes
+
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 ET.register_namespace("test", TEST_NS)
 # virDomainState numbers, as <test:runstate> takes them
@@ -308,7 +310,6 @@ class LibvirtLab:
 
 # --- driver: qemu ------------------------------------------------------------------
 ET.register_namespace("lab", LAB_NS)
-_CHILDREN = {}  # the proxies this process started, by pid (kept so that they are reaped)
 
 
 def _libvirt():
@@ -334,36 +335,6 @@ def _run(argv, what, timeout):
         raise RuntimeError("%s: %s" % (what, exc)) from None
     if proc.returncode != 0:
         raise RuntimeError("%s (exit %d): %s" % (what, proc.returncode, (proc.stderr or proc.stdout).strip()[-2000:]))
-
-
-def _argv(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return handle.read().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def _gone(pid):
-    proc = _CHILDREN.get(pid)
-    if proc is not None:
-        if proc.poll() is None:
-            return False
-        _CHILDREN.pop(pid, None)
-        return True
-    try:
-        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
-def _tail(path, chars=2000):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()[-chars:].strip()
-    except OSError:
-        return ""
 
 
 def _wait(test, timeout, step=0.2):
@@ -547,7 +518,7 @@ class QemuLab:
     # --- the proxy ----------------------------------------------------------------------
     @staticmethod
     def _ours(pid, rec):
-        argv = _argv(pid)
+        argv = processes.argv_of(pid)
         return any(os.path.basename(a) == "unix_proxy.py" for a in argv[:3]) and rec.get("socket") in argv
 
     def _start_proxy(self, workdir, sock, mode):
@@ -563,25 +534,25 @@ class QemuLab:
                 [sys.executable, PROXY, "--listen", sock, "--upstream", UPSTREAM, "--control", control],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=workdir, start_new_session=True,
                 close_fds=True)
-        _CHILDREN[proc.pid] = proc
+        processes.adopt(proc)
         applied = "%s %d" % (mode, proc.pid)
-        if not _wait(lambda: _tail(control + ".applied") == applied or proc.poll() is not None, PROXY_TIMEOUT, 0.05) \
+        if not _wait(lambda: processes.tail(control + ".applied") == applied or proc.poll() is not None, PROXY_TIMEOUT, 0.05) \
                 or proc.poll() is not None:
             raise RuntimeError("the lab's proxy to libvirtd did not start (%s): %s" % (
-                "exit %s" % proc.returncode if proc.poll() is not None else "no answer", _tail(log_path)))
+                "exit %s" % proc.returncode if proc.poll() is not None else "no answer", processes.tail(log_path)))
         return proc.pid
 
     def _mode(self, rec):
         """The mode the proxy applied, None if it is not running."""
         pids = rec.get("pids") or []
-        if not pids or not self._ours(pids[0], rec) or _gone(pids[0]):
+        if not pids or not self._ours(pids[0], rec) or processes.gone(pids[0]):
             return None
-        text = _tail(rec["control"] + ".applied").split()
+        text = processes.tail(rec["control"] + ".applied").split()
         return text[0] if len(text) == 2 and text[1] == str(pids[0]) else None
 
     def _switch(self, ep, rec, mode):
         pids = rec.get("pids") or []
-        if not pids or not self._ours(pids[0], rec) or _gone(pids[0]):
+        if not pids or not self._ours(pids[0], rec) or processes.gone(pids[0]):
             raise RuntimeError("endpoint %s: the lab's proxy to libvirtd is not running (is the lab up? "
                                "scripts/lab down DIR, then up)" % ep["name"])
         control = rec["control"]
@@ -589,9 +560,9 @@ class QemuLab:
             handle.write(mode + "\n")
         os.replace(control + ".new", control)
         os.kill(pids[0], signal.SIGHUP)
-        if not _wait(lambda: _tail(control + ".applied") == "%s %d" % (mode, pids[0]), PROXY_TIMEOUT, 0.05):
+        if not _wait(lambda: processes.tail(control + ".applied") == "%s %d" % (mode, pids[0]), PROXY_TIMEOUT, 0.05):
             raise RuntimeError("endpoint %s: the proxy did not switch to %s within %ds: %s"
-                               % (ep["name"], mode, PROXY_TIMEOUT, _tail(os.path.join(rec["workdir"], "proxy.log"))))
+                               % (ep["name"], mode, PROXY_TIMEOUT, processes.tail(os.path.join(rec["workdir"], "proxy.log"))))
 
     @staticmethod
     def _host_file(rec):
@@ -649,7 +620,7 @@ class QemuLab:
     def _qemu_pid(d):
         """The pid of the domain's QEMU: libvirt's pid file, checked against the command line's -uuid."""
         def runs_it(pid):
-            argv = _argv(pid)
+            argv = processes.argv_of(pid)
             return any(argv[i] == "-uuid" and argv[i + 1].lower() == d["uuid"] for i in range(len(argv) - 1))
 
         try:
@@ -759,11 +730,11 @@ class QemuLab:
 
         def ready():
             for d in list(booting):
-                if READY_MARKER in _tail(d["console"], 100000):
+                if READY_MARKER in processes.tail(d["console"], 100000):
                     booting.remove(d)
                 elif not doms[d["domain"]].isActive():
                     raise RuntimeError("VM %s: %s stopped while booting: %s" % (d["name"], d["domain"],
-                                                                                _tail(d["log"], 600)))
+                                                                                processes.tail(d["log"], 600)))
             return not booting
 
         if not _wait(ready, BOOT_TIMEOUT):
@@ -781,17 +752,7 @@ class QemuLab:
                 doms[d["domain"]].managedSave(0)
 
     def down(self, ep, rec):
-        pids = [pid for pid in rec.get("pids") or [] if self._ours(pid, rec)]
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            _wait(lambda: not [p for p in pids if not _gone(p)], wait, 0.05)
-            pids = [p for p in pids if not _gone(p)]
-            if not pids:
-                break
+        pids = processes.stop([pid for pid in rec.get("pids") or [] if self._ours(pid, rec)])
         sock = rec.get("socket")
         if sock and os.path.exists(sock) and not pids:
             os.unlink(sock)  # the proxy's, left if it was killed

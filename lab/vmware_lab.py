@@ -30,12 +30,13 @@ peer's JSON control API, never through SOAP or the collection:
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+import processes  # lab/processes.py: the lab's own peer processes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -60,7 +61,6 @@ _POWER = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "suspend
 _HEARTBEAT = {"green": "ok", "red": "lost", "yellow": "degraded"}
 
 # the peers this process started, by pid (kept so that they are reaped, not left zombies)
-_CHILDREN = {}
 
 
 def vsphere_name(name):
@@ -74,14 +74,6 @@ def _hosts(ep):
             yield cluster, host
     for host in ep.get("hosts") or []:
         yield None, host
-
-
-def _tail(path, chars=3000):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()[-chars:].strip()
-    except OSError:
-        return ""
 
 
 class PeerError(RuntimeError):
@@ -226,7 +218,7 @@ class VmwareLab:
             # detached: its own session, no pipe to us, so it outlives `scripts/lab up`
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,  # pylint: disable=consider-using-with
                                     cwd=workdir, start_new_session=True, close_fds=True)
-        _CHILDREN[proc.pid] = proc
+        processes.adopt(proc)
         rec = {"pids": [proc.pid], "estate": estate, "log": log_path}
         deadline = time.monotonic() + READY_TIMEOUT
         line = None
@@ -237,11 +229,11 @@ class VmwareLab:
                 line = text.split("\n", 1)[0]
                 break
             if proc.poll() is not None:
-                _CHILDREN.pop(proc.pid, None)
-                raise RuntimeError("the vcsim peer exited (status %s): %s" % (proc.returncode, _tail(log_path)))
+                processes.gone(proc.pid)  # reaped
+                raise RuntimeError("the vcsim peer exited (status %s): %s" % (proc.returncode, processes.tail(log_path)))
             if time.monotonic() > deadline:
                 self.down(ep, rec)
-                raise RuntimeError("the vcsim peer was not ready after %ds: %s" % (READY_TIMEOUT, _tail(log_path)))
+                raise RuntimeError("the vcsim peer was not ready after %ds: %s" % (READY_TIMEOUT, processes.tail(log_path)))
             time.sleep(0.05)
         try:
             ready = json.loads(line)
@@ -258,44 +250,13 @@ class VmwareLab:
     @staticmethod
     def _ours(pid, rec):
         """The process is the peer `up` started (a pid may have been reused since)."""
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as handle:
-                argv = handle.read().decode(errors="replace").split("\0")
-        except OSError:
-            return False
-        if os.path.basename(argv[0]) != "vcsim":
+        argv = processes.argv_of(pid)
+        if not argv or os.path.basename(argv[0]) != "vcsim":
             return False
         return not rec.get("estate") or rec["estate"] in argv
 
-    @staticmethod
-    def _gone(pid):
-        proc = _CHILDREN.get(pid)
-        if proc is not None:
-            if proc.poll() is None:
-                return False
-            _CHILDREN.pop(pid, None)
-            return True
-        try:
-            with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
-                return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-        except (OSError, IndexError):
-            return True
-
     def down(self, ep, rec):
-        pids = [pid for pid in rec.get("pids") or [] if self._ours(pid, rec)]
-        for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, 5)):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + wait
-            while pids and time.monotonic() < deadline:
-                pids = [pid for pid in pids if not self._gone(pid)]
-                if pids:
-                    time.sleep(0.05)
-            if not pids:
-                return
+        processes.stop([pid for pid in rec.get("pids") or [] if self._ours(pid, rec)], term_wait=STOP_TIMEOUT)
 
     # --- the control API ------------------------------------------------------------------
     @staticmethod

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.virtops.unified.plugins.action.vm_migrate import _VmTrail
 from ansible_collections.virtops.unified.plugins.module_utils import interface, registry
 from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
 from ansible_collections.virtops.unified.plugins.plugin_utils.action import VirtActionBase
@@ -44,30 +43,15 @@ class ActionModule(VirtActionBase):
             return interface.run_recover(params, check_mode=self._task.check_mode, progress=self.progress,
                                          intent=intent)
         # Several VMs in one task: each through the connection its own inventory host gives (a
-        # manager: the same one for all, one login), each with its own audit trail (vm_migrate's).
+        # manager: the same one for all, one login), each with its own audit trail (run_each).
         recoveries = params["recoveries"]
-        names = self._inventory_names(task_vars, recoveries)
-        connections = [self._connection_of(params, task_vars, names.get(r.get("uuid") or r.get("name")), r)
+        names = self.vm_hosts(task_vars, recoveries, on_key="failed_host")
+        connections = [self._connection_of(params, task_vars, names.get(str(r.get("uuid") or r.get("name"))), r)
                        for r in recoveries]
-        trails = []
-
-        def trail(recovery):
-            vm_vars = dict(task_vars, inventory_hostname=names.get(recovery.get("uuid") or recovery.get("name")))
-            trails.append(_VmTrail(self, vm_vars, params))
-            return trails[-1]
-
-        try:
-            result = interface.run_recover(params, check_mode=self._task.check_mode, progress=self.progress,
-                                           trail=trail if intent is not None else None,
-                                           connection=connections.__getitem__)
-        except BaseException as exc:
-            last = trails[-1] if trails else None
-            if last is not None and last.intent_written and not last.closed and not isinstance(exc, VirtError):
-                last.outcome({"failed": True, "msg": "interrupted (%s)" % type(exc).__name__}, quiet=True)
-            raise
-        if trails:
-            result["audit_log"] = trails[-1].path
-        return result
+        return self.run_each(lambda trail: interface.run_recover(params, check_mode=self._task.check_mode,
+                                                                 progress=self.progress, trail=trail,
+                                                                 connection=connections.__getitem__),
+                             params, task_vars, intent, recoveries, names=names)
 
     def _connection_of(self, params, task_vars, vm_host, recovery):
         """The connection options of one recovery: those its VM's inventory host gives (its
@@ -97,26 +81,3 @@ class ActionModule(VirtActionBase):
             raise VirtError("%s: %s" % (vm_host, "; ".join(validated.error_messages)))
         self._secrets |= self.secret_values(conn, validated)
         return validated.validated_parameters
-
-    @staticmethod
-    def _inventory_names(task_vars, recoveries):
-        """Each recovery's VM -> its inventory host, keyed by the recovery's uuid (else name),
-        for its connection and its audit lines. A uuid may name a copy on each host (libvirt
-        standby definitions): the one on the recovery's failed_host is the VM to recover."""
-        hostvars = task_vars.get("hostvars") or {}
-        found = {}
-        for host in (task_vars.get("groups") or {}).get("virt_vms", []):
-            try:
-                known = hostvars[host]
-            except KeyError:
-                continue
-            found.setdefault(known.get("virt_uuid"), []).append((host, known.get("virt_host")))
-            found.setdefault(known.get("virt_name"), []).append((host, known.get("virt_host")))
-        names = {}
-        for recovery in recoveries:
-            key = recovery.get("uuid") or recovery.get("name")
-            hosts = found.get(key) or []
-            mine = [h for h, on in hosts if recovery.get("failed_host") and on == recovery["failed_host"]]
-            if mine or hosts:
-                names[str(key)] = (mine or [h for h, _on in hosts])[0]
-        return names

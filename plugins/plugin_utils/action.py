@@ -256,6 +256,57 @@ class VirtActionBase(ActionBase):
             return result
         return remove_values(result, self._secrets)
 
+    def run_each(self, run, params, task_vars, intent, items, on_key=None, names=None):
+        """A task that acts on several VMs (`items`, each naming its VM by uuid or name):
+        `run(trail)` gets `trail(item)`, which hands out that VM's own audit trail (intent,
+        then outcome, one id; its lines name the VM's inventory host), or None in check mode.
+        The task's own trail stays unused. An interruption (Ctrl-C, a killed worker) writes
+        the open trail's "interrupted" outcome; a VirtError's outcome the run writes itself.
+        `names`: vm_hosts() of the items, when the caller has it already."""
+        trails = []
+        if names is None:
+            names = self.vm_hosts(task_vars, items, on_key) if intent is not None else {}
+
+        def trail(item):
+            host = names.get(str(item.get("uuid") or item.get("name")))
+            trails.append(VmTrail(self, dict(task_vars, inventory_hostname=host), params))
+            return trails[-1]
+
+        try:
+            result = run(trail if intent is not None else None)
+        except BaseException as exc:
+            last = trails[-1] if trails else None
+            if last is not None and last.intent_written and not last.closed and not isinstance(exc, VirtError):
+                last.outcome({"failed": True, "msg": "interrupted (%s)" % type(exc).__name__}, quiet=True)
+            raise
+        if trails:
+            result["audit_log"] = trails[-1].path
+        return result
+
+    @staticmethod
+    def vm_hosts(task_vars, items, on_key=None):
+        """Each item's VM -> its inventory host, keyed by the item's uuid (else name). A uuid
+        may name a copy on each host (libvirt standby definitions): the copy on the host the
+        item's `on_key` names (a recovery's failed_host) is the one."""
+        hostvars = task_vars.get("hostvars") or {}
+        found = {}
+        for host in (task_vars.get("groups") or {}).get("virt_vms", []):
+            try:
+                known = hostvars[host]
+            except KeyError:
+                continue
+            for key in ("virt_uuid", "virt_name"):
+                found.setdefault(str(known.get(key)), []).append((host, known.get("virt_host")))
+        names = {}
+        for item in items:
+            key = str(item.get("uuid") or item.get("name"))
+            hosts = found.get(key) or []
+            on = item.get(on_key) if on_key else None
+            mine = [h for h, at in hosts if on and at == on]
+            if mine or hosts:
+                names[key] = (mine or [h for h, _at in hosts])[0]
+        return names
+
     @staticmethod
     def via(task_vars):
         """How the run was started. AWX's job id is read from the job's environment
@@ -358,3 +409,17 @@ class AuditTrail:
             result.update(failed=True, msg="%s; the action was taken (%s) but its outcome is not on record: %s"
                           % (result.get("msg") or "done", done, exc))
         result["audit_log"] = self.path
+
+
+class VmTrail(AuditTrail):
+    """The audit trail of one VM of a task that acts on several (VirtActionBase.run_each);
+    knows whether its outcome is written, and masks secrets as the task's own result is."""
+
+    closed = False
+
+    def outcome(self, result, quiet=False):
+        self.closed = True
+        written = self.action.scrub(dict(result))
+        super().outcome(written, quiet=quiet)
+        # what outcome() says back: audit_log, or the failure to write
+        result.update({k: written[k] for k in ("failed", "msg", "audit_log") if k in written})
