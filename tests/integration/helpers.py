@@ -1,5 +1,6 @@
-"""Run the real Ansible programs from the checkout's venv, and virsh."""
+"""Run the real Ansible programs from the checkout's venv, virsh and scripts/lab."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -99,3 +100,31 @@ def adhoc(inv, pattern, module, args, *extra):
     if not results:
         raise AssertionError("no result from ansible %s:\n%s\n%s" % (module, proc.stdout, proc.stderr))
     return proc.returncode, results
+
+
+def lab(*args, check=True):
+    """scripts/lab, as a user runs it."""
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "lab"), *args], cwd=ROOT, env=env(), capture_output=True,
+                          text=True, timeout=300, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError("scripts/lab %s failed (%d):\n%s\n%s" % (" ".join(args), proc.returncode,
+                                                                       proc.stdout, proc.stderr))
+    return proc
+
+
+@contextlib.contextmanager
+def lab_env(labdir):
+    """The lab's DIR/lab.env in os.environ (env() copies it), as a shell would source it."""
+    out = subprocess.run(["bash", "-c", "source %s/lab.env && env -0" % labdir], capture_output=True, check=True)
+    values = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+    values = {k: v for k, v in values.items() if k.startswith(("VIRTOPS_", "ANSIBLE_VAULT", "VMWARE_"))}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield values
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

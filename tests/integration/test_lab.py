@@ -9,24 +9,14 @@ exactly the power cycle a restart did, and nothing else.
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 import yaml
 
-from helpers import ROOT, SESSION_DIR, env, inventory, playbook
+from helpers import SESSION_DIR, inventory, lab, lab_env, playbook
 
-LAB = os.path.join(ROOT, "scripts", "lab")
 HOSTILE = ["ウェブ サーバー 01", "db \"primary\" it's", "web 01", "{{ 7*191 }}", "a;b $(id)"]
 PASSWORD = "Lab pw with 'quotes' ${x}"
-
-
-def lab(*args, check=True):
-    proc = subprocess.run([LAB, *args], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError("scripts/lab %s failed (%d):\n%s\n%s" % (" ".join(args), proc.returncode,
-                                                                      proc.stdout, proc.stderr))
-    return proc
 
 
 def vm(name, **kw):
@@ -59,20 +49,9 @@ def mixed(tmp_path_factory):
     lab("down", labdir)
 
 
-def lab_env(labdir):
-    """The lab's lab.env, as a shell would source it."""
-    out = subprocess.run(["bash", "-c", "source %s/lab.env && env -0" % labdir], capture_output=True, check=True)
-    values = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
-    return {k: v for k, v in values.items() if k.startswith(("VIRTOPS_", "ANSIBLE_VAULT", "VMWARE_"))}
-
-
 def test_the_inventory_maps_every_vm_as_the_lab_file_says(mixed):
-    os.environ.update(lab_env(mixed))  # the vault password file; helpers.env() copies os.environ
-    try:
+    with lab_env(mixed):  # the vault password file
         hostvars = inventory(os.path.join(mixed, "inventory"))[0]["_meta"]["hostvars"]
-    finally:
-        for key in lab_env(mixed):
-            os.environ.pop(key, None)
     seen = sorted((v["virt_platform"], v["virt_name"], v["virt_host"], v.get("virt_cluster"), v["virt_power_state"])
                   for v in hostvars.values() if v.get("virt_kind") == "vm")
     # the lab's `suspended` is libvirt's virDomainSuspend, which the collection reports as paused
@@ -106,13 +85,9 @@ def test_state_reads_the_peers_and_matches_the_file(mixed):
 def test_one_restart_is_exactly_one_power_cycle_at_the_peer(mixed):
     before = {(m["endpoint"], m["uuid"]): m for m in json.loads(lab("state", mixed).stdout)["machines"]}
     target = next(m for m in before.values() if m["endpoint"] == "vc1" and m["name"] == HOSTILE[0])
-    os.environ.update(lab_env(mixed))
-    try:
+    with lab_env(mixed) as values:
         playbook(os.path.join(mixed, "inventory"), "playbooks/restart_vm.yml", "-e",
                  json.dumps({"target": target["uuid"], "reason": "lab test"}))
-    finally:
-        for key in lab_env(mixed):
-            os.environ.pop(key, None)
     after = {(m["endpoint"], m["uuid"]): m for m in json.loads(lab("state", mixed).stdout)["machines"]}
     moved = {key: (after[key]["power_ons"] - m["power_ons"], after[key]["graceful_shutdowns"] - m["graceful_shutdowns"],
                    after[key]["hard_offs"] - m["hard_offs"])
@@ -120,20 +95,16 @@ def test_one_restart_is_exactly_one_power_cycle_at_the_peer(mixed):
     assert moved.pop(("vc1", target["uuid"])) == (1, 1, 0)  # graceful first, honoured: no hard off
     assert set(moved.values()) == {(0, 0, 0)}  # nothing else was touched
     assert after[("vc1", target["uuid"])]["power"] == "running"
-    audit = open(lab_env(mixed)["VIRTOPS_AUDIT_LOG"], encoding="utf-8").read()
+    audit = open(values["VIRTOPS_AUDIT_LOG"], encoding="utf-8").read()
     assert PASSWORD not in audit
 
 
 def test_a_name_on_two_platforms_is_refused_and_nothing_is_touched(mixed):
     # one source got the plain inventory name, the other a suffixed one: the name is still ambiguous
     before = json.loads(lab("state", mixed).stdout)["machines"]
-    os.environ.update(lab_env(mixed))
-    try:
+    with lab_env(mixed):
         proc = playbook(os.path.join(mixed, "inventory"), "playbooks/restart_vm.yml", "-e",
                         json.dumps({"target": HOSTILE[0]}), check=False)
-    finally:
-        for key in lab_env(mixed):
-            os.environ.pop(key, None)
     assert proc.returncode != 0
     assert "matches 2 VMs" in proc.stdout and "[vmware]" in proc.stdout and "[libvirt]" in proc.stdout
     assert json.loads(lab("state", mixed).stdout)["machines"] == before

@@ -7,19 +7,16 @@ die). `state` reads libvirt directly; every end state is also read back with vir
 libvirt's own per-domain log, not with the collection.
 """
 
-import contextlib
 import json
 import os
-import subprocess
 import time
 
 import pytest
 import yaml
 
-from helpers import ROOT, env, inventory, playbook, virsh
+from helpers import inventory, lab, lab_env, playbook, virsh
 from libvirt_peer import URI, stop_reasons
 
-LAB = os.path.join(ROOT, "scripts", "lab")
 HOST = "kvm-lab"
 CLUSTER = "rack q"
 ACPI = "ウェブ 01"
@@ -27,37 +24,11 @@ HUNG = 'stuck "it\'s"'
 CONNECT_TIMEOUT = 5  # what the part writes into the inventory source
 
 
-def lab(*args, check=True):
-    proc = subprocess.run([LAB, *args], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError("scripts/lab %s failed (%d):\n%s\n%s" % (" ".join(args), proc.returncode,
-                                                                      proc.stdout, proc.stderr))
-    return proc
-
-
 def estate():
     return {"endpoints": [{"name": "kvmq", "platform": "libvirt", "driver": "qemu", "clusters": [
         {"name": CLUSTER, "hosts": [{"name": HOST, "vms": [
             {"name": ACPI, "power": "running"},
             {"name": HUNG, "power": "running", "graceful": False}]}]}]}]}
-
-
-@contextlib.contextmanager
-def lab_env(labdir):
-    """The lab's lab.env in os.environ (helpers.env() copies it), as a shell would source it."""
-    out = subprocess.run(["bash", "-c", "source %s/lab.env && env -0" % labdir], capture_output=True, check=True)
-    values = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
-    values = {k: v for k, v in values.items() if k.startswith("VIRTOPS_")}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield values
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
