@@ -107,8 +107,8 @@ def lab(*args, check=True):
     proc = subprocess.run([os.path.join(ROOT, "scripts", "lab"), *args], cwd=ROOT, env=env(), capture_output=True,
                           text=True, timeout=300, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError("scripts/lab %s failed (%d):\n%s\n%s" % (" ".join(args), proc.returncode,
-                                                                       proc.stdout, proc.stderr))
+        raise AssertionError("scripts/lab %s failed (%d):\n%s\n%s"
+                             % (" ".join(args), proc.returncode, proc.stdout, proc.stderr))
     return proc
 
 
