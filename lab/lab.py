@@ -14,6 +14,7 @@ Each platform brings its part as `lab/<platform>_lab.py`, a module with `PART`:
                                           source (inventory options), credentials (what the peer accepts)
     state(ep, rec) -> {machines, hosts}   read through the peer's own API, never the collection
     fault(ep, rec, fault, name) -> str    NotImplementedError(reason) where the peer cannot
+    faults (optional)                     faults of its own beyond FAULTS ("endpoint-*" name an endpoint)
     down(ep, rec)                         stop its own processes, only those
 This file knows no platform: it reads the lab file, writes the inventory sources
 with the credentials as the lab file says (inline, env, vault), and merges states.
@@ -284,7 +285,7 @@ def state(labdir):
 def locate(record, fault, name):
     """The endpoint a fault's NAME is in: `endpoint/name`, else the one endpoint having it."""
     endpoints = {ep["name"]: ep for ep in record["endpoints"]}
-    if fault in ENDPOINT_FAULTS:
+    if fault in ENDPOINT_FAULTS or fault.startswith("endpoint-"):
         if name not in endpoints:
             raise LabError("no endpoint %r in this lab; endpoints: %s" % (name, ", ".join(endpoints)))
         return endpoints[name], name
@@ -307,9 +308,15 @@ def locate(record, fault, name):
     return having[0], name
 
 
+def _own_faults():
+    """Faults a platform's part offers beyond the common ones (a Manager that is starting up)."""
+    return tuple(sorted({f for part in parts().values() for f in getattr(part, "faults", ())} - set(FAULTS)))
+
+
 def fault(labdir, fault_name, name):
-    if fault_name not in FAULTS:
-        raise LabError("unknown fault %r; faults: %s" % (fault_name, ", ".join(FAULTS)))
+    known = FAULTS + _own_faults()
+    if fault_name not in known:
+        raise LabError("unknown fault %r; faults: %s" % (fault_name, ", ".join(known)))
     record = read_lab(labdir)
     ep, name = locate(record, fault_name, name)
     return part_of(ep["spec"]).fault(ep["spec"], ep["rec"], fault_name, name)

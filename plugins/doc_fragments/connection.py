@@ -15,7 +15,7 @@ options:
       - Filled from the targeted inventory host's C(virt_platform) when the task runs against
         a host of a virtops inventory; required otherwise.
     type: str
-    choices: [libvirt, vmware]
+    choices: [libvirt, ovm, vmware]
   connect_timeout:
     description:
       - Seconds to wait for the endpoint to answer, at connect and at every later call,
@@ -39,33 +39,50 @@ options:
     type: str
   hostname:
     description:
+      - Oracle VM Manager host name (platform ovm; if not set, the environment variable
+        E(OVM_HOST)).
       - vCenter or ESXi host name (platform vmware; if not set, the environment variable
         E(VMWARE_HOST)).
       - Filled from the targeted host's C(virt_endpoint.hostname).
     type: str
   username:
     description:
+      - Oracle VM Manager user name (platform ovm; if not set, the environment variable
+        E(OVM_USERNAME)).
       - vSphere user name (platform vmware; if not set, the environment variable E(VMWARE_USER)).
     type: str
     aliases: [user]
   password:
     description:
+      - Oracle VM Manager password (platform ovm; if not set, the environment variable
+        E(OVM_PASSWORD)).
       - vSphere password (platform vmware; if not set, the environment variable E(VMWARE_PASSWORD)).
       - Never shown in output, written to the inventory, its cache or the audit log.
     type: str
     aliases: [pass, pwd]
   port:
     description:
+      - Oracle VM Manager Web Services (HTTPS) port (platform ovm; default 7002; if not set, the
+        environment variable E(OVM_PORT)).
       - vCenter or ESXi HTTPS port (platform vmware; default 443; if not set, the environment
         variable E(VMWARE_PORT)).
       - Filled from the targeted host's C(virt_endpoint.port).
     type: int
   validate_certs:
     description:
+      - "Verify the Manager's certificate. Turn off only for labs (platform ovm; default true; if
+        not set, the environment variable E(OVM_VALIDATE_CERTS))."
       - Verify the vCenter certificate. Turn off only for labs (platform vmware; default true; if
         not set, the environment variable E(VMWARE_VALIDATE_CERTS)).
       - Filled from the targeted host's C(virt_endpoint.validate_certs).
     type: bool
+  ca_path:
+    description:
+      - "CA certificate (PEM file) to verify the Manager's certificate with, instead of the system's
+        trust store (Oracle VM Manager's own CA signs its certificate) (platform ovm; if not set,
+        the environment variable E(OVM_CA_PATH))."
+      - Filled from the targeted host's C(virt_endpoint.ca_path).
+    type: str
 notes:
   - When the task targets a host of a virtops inventory, the action plugin fills
     O(platform) and the connection options (and, for a VM, its uuid) from that host's
@@ -77,12 +94,13 @@ notes:
     the same mapping); from the inventory source the targeted host came from; then from the
     environment variables and defaults of each option.
   - The endpoint id (the key of those mappings) is the value of the first option set of these,
-    for platform libvirt, O(hypervisor_name), else O(uri); for platform vmware, O(hostname). The
-    options that name the endpoint come from the task, else from the host's C(virt_endpoint);
-    the credentials do not change them.
+    for platform libvirt, O(hypervisor_name), else O(uri); for platform ovm, O(hostname); for
+    platform vmware, O(hostname). The options that name the endpoint come from the task, else
+    from the host's C(virt_endpoint); the credentials do not change them.
   - Secret values are masked in the result and the audit log wherever they came from.
   - Defaults and environment variables apply per platform, once O(platform) is known.
 requirements:
   - libvirt-python (platform libvirt)
+  - requests (platform ovm)
   - pyvmomi (platform vmware)
 """

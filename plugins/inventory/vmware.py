@@ -98,52 +98,13 @@ keyed_groups:
 # ansible-inventory -i prod.vmware.yml --graph virt_cluster_prod01
 """
 
-from ansible import constants as C
-from ansible.errors import AnsibleParserError
-
-from ansible_collections.virtops.unified.plugins.module_utils import vmware_driver
-from ansible_collections.virtops.unified.plugins.module_utils.model import VirtError
-from ansible_collections.virtops.unified.plugins.plugin_utils.inventory import ENDPOINT, VirtInventoryBase, unreachable_host
+from ansible_collections.virtops.unified.plugins.plugin_utils.inventory import VirtInventoryBase
 
 
 class InventoryModule(VirtInventoryBase):
     NAME = "virtops.unified.vmware"
     PLATFORM = "vmware"
-
-    def endpoint_name(self):
-        """Inventory name of the vCenter's own record: its host name, with the port
-        for a loopback name (an SSH tunnel), which Ansible would otherwise take for
-        the controller: plays on localhost would get this record instead."""
-        hostname = self.get_option("hostname")
-        if hostname in C.LOCALHOST:
-            return "%s_%s" % (hostname, self.get_option("port"))
-        return hostname
-
-    def endpoint_of(self, rec):
-        # one vCenter is read as a whole: its hosts and VMs stay or go stale together
-        return self.endpoint_name()
+    MANAGER_WORD = "vCenter"
 
     def fetch_records(self):
-        try:
-            vmware_driver.require_pyvmomi()
-        except VirtError as exc:  # the controller's problem, not the vCenter's
-            raise AnsibleParserError(str(exc)) from exc
-        hostname = self.get_option("hostname")
-        try:
-            with vmware_driver.VmwareDriver(hostname=hostname, username=self.get_option("username"),
-                                            password=self.get_option("password"), port=self.get_option("port"),
-                                            validate_certs=self.get_option("validate_certs"),
-                                            connect_timeout=self.get_option("connect_timeout"),
-                                            include_templates=self.get_option("include_templates")) as drv:
-                inv = drv.list_inventory()
-        except VirtError as exc:
-            # As libvirt does for a hypervisor: the endpoint stays listed, unreachable, with
-            # its last-known hosts and VMs (remember_vms). A refused login too: failing the
-            # source would only warn and leave an inventory without these VMs, which a
-            # runbook would read as "nothing runs there"; the warning says what failed.
-            endpoint = {"platform": self.PLATFORM, "hostname": hostname, "port": self.get_option("port"),
-                        "validate_certs": self.get_option("validate_certs")}
-            name = self.endpoint_name()
-            warning = "vCenter %s is listed as unreachable: %s" % (name, exc)
-            return [unreachable_host(self.PLATFORM, name, endpoint, exc, kind=ENDPOINT)], [warning]
-        return inv.hosts + inv.vms, []
+        return self.read_manager(include_templates=self.get_option("include_templates"))

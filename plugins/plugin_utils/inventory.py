@@ -25,10 +25,12 @@ import json
 import os
 from collections import Counter
 
+from ansible import constants as C
+from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
 
-from ansible_collections.virtops.unified.plugins.module_utils import model, runbook
+from ansible_collections.virtops.unified.plugins.module_utils import model, registry, runbook
 
 display = Display()
 
@@ -83,6 +85,58 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
         """Read the platform; return (list of Machine, list of warnings)."""
         raise NotImplementedError
 
+    # --- one manager (registry scope MANAGER: a vCenter, an Oracle VM Manager) ---------
+    #: what the manager is called in messages ("vCenter")
+    MANAGER_WORD = "manager"
+
+    def endpoint_name(self):
+        """Inventory name of a manager's own record: its host name, with the port for a
+        loopback name (an SSH tunnel), which Ansible would otherwise take for the
+        controller: plays on localhost would get this record instead."""
+        hostname = self.get_option("hostname")
+        if hostname in C.LOCALHOST:
+            return "%s_%s" % (hostname, self.get_option("port"))
+        return hostname
+
+    def read_manager(self, **extra):
+        """fetch_records() of a platform whose endpoint is one manager: its driver opened
+        with the source's connection options (the registry's) and `extra` driver arguments.
+        A manager that cannot be read (down, silent, certificate not trusted, login
+        refused) does not fail the source: failing it would only warn and leave an
+        inventory without these VMs, which a runbook would read as "nothing runs there".
+        It is listed as an unreachable endpoint record, with its last-known hosts and
+        VMs (remember_vms); the warning says what failed."""
+        platform = registry.get(self.PLATFORM)
+        options = {o.name: self.get_option(o.name) for o in platform.options}
+        try:
+            drv = platform.driver.open(dict(options, **extra), connect_timeout=self.get_option("connect_timeout"))
+        except model.Unsupported as exc:  # the controller's problem (a missing library), not the manager's
+            raise AnsibleParserError(str(exc)) from exc
+        except model.VirtError as exc:
+            return self._unreachable_manager(platform, options, exc)
+        try:
+            with drv:
+                inv = drv.list_inventory()
+        except model.VirtError as exc:
+            return self._unreachable_manager(platform, options, exc)
+        return inv.hosts + inv.vms, []
+
+    def _unreachable_manager(self, platform, options, exc):
+        endpoint = dict({k: options.get(k) for k in platform.endpoint_keys()}, platform=self.PLATFORM)
+        name = self.endpoint_name()
+        warning = "%s %s is listed as unreachable: %s" % (self.MANAGER_WORD, name, exc)
+        return [unreachable_host(self.PLATFORM, name, endpoint, exc, kind=ENDPOINT)], [warning]
+
+    def endpoint_of(self, rec):
+        """Name of the endpoint a record was read from: the unit that is read
+        (and fails) as a whole. Default: a host is its own endpoint and a VM
+        belongs to its host (libvirt); a manager's hosts and VMs (registry scope
+        MANAGER) are read, and go stale, as a whole with it."""
+        platform = registry.platforms().get(self.PLATFORM)
+        if platform is not None and platform.scope == registry.MANAGER:
+            return self.endpoint_name()
+        return rec["virt_name"] if rec["virt_kind"] != model.VM else rec.get("virt_host")
+
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
@@ -106,11 +160,6 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
         self.source = os.path.abspath(path)
         self.populate(records["machines"])
 
-    def endpoint_of(self, rec):
-        """Name of the endpoint a record was read from: the unit that is read
-        (and fails) as a whole. Default: a host is its own endpoint and a VM
-        belongs to its host (libvirt); a manager such as vCenter overrides this."""
-        return rec["virt_name"] if rec["virt_kind"] != model.VM else rec.get("virt_host")
 
     # --- last known records of each endpoint ---------------------------------
     def _remember(self, path, records):

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from ansible_collections.virtops.unified.plugins.module_utils import model, runbook
+from ansible_collections.virtops.unified.plugins.module_utils import model, registry, runbook
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "extensions", "eda", "plugins",
                                 "event_source"))
@@ -432,7 +432,7 @@ def test_a_vaulted_value_without_its_password_stops_the_source_at_start(tmp_path
     ({"inventory": "INV", "failure_intervall": 5}, "unknown argument(s) failure_intervall"),
     ({"inventory": "EMPTY"}, "no endpoint to watch in"),
     ({"inventory": "BROKEN"}, "inventory source broken.vmware.yml cannot be read"),
-    ({"platform": "hyperv"}, "platform must be one of libvirt, vmware"),
+    ({"platform": "hyperv"}, "platform must be one of %s" % ", ".join(registry.platforms())),
     ({"platform": "vmware", "hostname": "h", "uri": "qemu:///system"}, "uri: not an option of platform vmware"),
     ({"platform": "libvirt", "uri": "test:///default", "hostname": "vc"}, "hostname: not an option of platform libvirt"),
     ({"platform": "libvirt", "hypervisors": [{"name": "kvm1"}]}, "each hypervisors entry needs uri"),
