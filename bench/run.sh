@@ -4,6 +4,7 @@
 #   bench/run.sh vmware [--sizes 1000,10000] [--repeats 3] [--timeout 600]
 #   bench/run.sh eda [--platforms vmware,libvirt] [--settings 1:5:5,5:10:3,15:60:1] [--libvirt-setting 1:5:3]
 #                    [--by-hand 3]          (EDA recovery latency, vcsim and libvirt, ~8 min)
+#   bench/run.sh ovm [--sizes 1000,10000] [--repeats 3]   (Oracle VM: the emulated Manager, ~2 min)
 #   bench/run.sh all                         (all three, each with its own defaults)
 # Own venv (.build/bench-venv), so /work/main/.venv is left alone.
 set -euo pipefail
@@ -14,7 +15,7 @@ stamp=$venv/.bench-installed
 
 which=libvirt
 case "${1:-}" in
-  libvirt|vmware|eda|all) which=$1; shift ;;
+  libvirt|vmware|ovm|eda|all) which=$1; shift ;;
 esac
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
@@ -42,6 +43,11 @@ run_vmware() {
   "$venv/bin/python" "$here/bench_vmware_inventory.py" --vcsim "$("$root/tests/peers/vcsim/build.sh")" "$@"
 }
 
+run_ovm() {
+  # the lab's Oracle VM Manager emulator (tests/peers/ovm), started and stopped by scripts/lab
+  "$venv/bin/python" "$here/bench_ovm_inventory.py" "$@"
+}
+
 run_eda() {
   # the real ansible-rulebook (.build/eda-venv, Java 17: scripts/bootstrap.sh test) against the vcsim peer
   # and the libvirt peer (the script starts libvirtd with tests/peers/libvirt/start.sh and builds the guests)
@@ -51,6 +57,7 @@ run_eda() {
 case $which in
   libvirt) run_libvirt "$@" ;;
   vmware) run_vmware "$@" ;;
+  ovm) run_ovm "$@" ;;
   eda) run_eda "$@" ;;
-  all) rc=0; run_libvirt || rc=$?; run_vmware || rc=$?; run_eda || rc=$?; exit $rc ;;
+  all) rc=0; run_libvirt || rc=$?; run_vmware || rc=$?; run_ovm || rc=$?; run_eda || rc=$?; exit $rc ;;
 esac

@@ -64,6 +64,20 @@ def _name(ref):
     return ref.get("name") if isinstance(ref, dict) else None
 
 
+def vm_uuid(id_value):
+    """A Vm id (32 hex digits) as the UUID it is: the Xen domain's uuid, which Oracle VM writes
+    with dashes in the VM's vm.cfg and returns without them as the object's id."""
+    text = (id_value or "").lower()
+    if len(text) == 32 and all(c in "0123456789abcdef" for c in text):
+        return "%s-%s-%s-%s-%s" % (text[:8], text[8:12], text[12:16], text[16:20], text[20:])
+    return id_value
+
+
+def vm_id(uuid):
+    """The Vm id of a uuid, dashed or not."""
+    return (uuid or "").replace("-", "").lower()
+
+
 def _job_error(job):
     error = job.get("error") or {}
     if isinstance(error, dict):
@@ -197,7 +211,7 @@ class OvmDriver(base.Driver):
             # the Manager only remembers what it last saw on a server it has lost: say so, keep the word
             power, raw = model.UNKNOWN, "%s:server %s" % (raw, server_state)
         return model.Machine(
-            kind=model.VM, platform=PLATFORM, name=vm.get("name"), uuid=_value(vm.get("id")),
+            kind=model.VM, platform=PLATFORM, name=vm.get("name"), uuid=vm_uuid(_value(vm.get("id"))),
             host=_name(vm.get("serverId")), cluster=_name(vm.get("serverPoolId")),
             power_state=power, power_state_raw=raw, heartbeat=model.HB_UNKNOWN, endpoint=self.endpoint(),
             facts={"vcpus": vm.get("cpuCount"), "memory_mb": vm.get("memory"),
@@ -215,9 +229,8 @@ class OvmDriver(base.Driver):
 
     def find(self, name=None, uuid=None):
         if uuid:
-            wanted = uuid.replace("-", "").lower()
             try:
-                vm = self._request("GET", self._path("Vm", wanted), "read VM %s" % uuid)
+                vm = self._request("GET", self._path("Vm", vm_id(uuid)), "read VM %s" % uuid)
             except model.NotFound:
                 raise model.NotFound("ovm %s: no VM with id %s" % (self.label, uuid)) from None
             return self._read_server_of(vm)
@@ -233,7 +246,7 @@ class OvmDriver(base.Driver):
 
     def refresh(self, vm, heartbeat=False):
         try:
-            found = self._request("GET", self._path("Vm", vm.uuid), "read VM %s" % vm.name)
+            found = self._request("GET", self._path("Vm", vm_id(vm.uuid)), "read VM %s" % vm.name)
         except model.NotFound:
             raise model.NotFound("ovm %s: VM %s (%s) is gone" % (self.label, vm.name, vm.uuid)) from None
         return self._read_server_of(found)
@@ -315,7 +328,7 @@ class OvmDriver(base.Driver):
             raise model.Unsupported("ovm: %s is not an Oracle VM power operation (restart is the guest's own "
                                     "reboot, there is no hard reset)" % action,
                                     hint="Use state: restarted (stop, kill after shutdown_timeout, start)")
-        job = self._job("PUT", self._path("Vm", vm.uuid, verb), doing)
+        job = self._job("PUT", self._path("Vm", vm_id(vm.uuid), verb), doing)
         if action == base.SHUTDOWN:
             # the guest may ignore it: at the step's deadline the stop job is aborted, so that
             # the planner's kill is not refused as a second job on a locked VM
@@ -346,7 +359,8 @@ class OvmDriver(base.Driver):
         """Live migration of a running VM (a stopped one is moved) to a server of its pool."""
         server_id = self._server_id(host_name)
         doing = "migrate %s to %s" % (vm.name, host_name)
-        self._wait_job(self._job("PUT", self._path("Vm", vm.uuid, "migrate"), doing, params={"serverId": server_id}),
+        self._wait_job(self._job("PUT", self._path("Vm", vm_id(vm.uuid), "migrate"), doing,
+                                 params={"serverId": server_id}),
                        doing, timeout)
 
     def set_maintenance(self, host_name, on, timeout=3600):
