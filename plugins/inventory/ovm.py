@@ -17,7 +17,7 @@ description:
     that reason, rather than read half-way.
   - Oracle VM Servers become hosts with C(virt_kind=hypervisor) in C(virt_cluster_<server pool>), with
     C(virt_connection_state) from C(serverRunState) and C(maintenanceMode) (C(connected),
-    C(maintenance), C(not_responding) for C(UNKNOWN): the Manager has lost the server,
+    C(maintenance), C(not_responding) for C(UNKNOWN) (the Manager has lost the server),
     C(disconnected) for C(STOPPED), C(STARTING), C(STOPPING)); the raw word is in
     C(virt_connection_state_raw).
   - Each VM becomes a host with the C(virt_*) variables of the virtops schema in C(virt_host_<server>).

@@ -108,7 +108,8 @@ class OvmDriver(base.Driver):
         self.servers = {}  # server id -> Server object, from the last read
         self.session = requests.Session()
         self.session.headers.update(HEADERS)
-        self.session.verify = (ca_path or True) if validate_certs else False
+        # given with each request: a session's own verify loses to REQUESTS_CA_BUNDLE (requests #3829)
+        self.verify = (ca_path or True) if validate_certs else False
         self._auth = (username or "", password or "")
         self._logged_in = False
         self.manager = self._check_manager()
@@ -119,12 +120,15 @@ class OvmDriver(base.Driver):
         url = "%s/%s" % (self.base, path)
         for attempt in (1, 2):
             try:
-                resp = self.session.request(method, url, params=params, json=body,
+                resp = self.session.request(method, url, params=params, json=body, verify=self.verify,
                                             auth=None if self._logged_in else self._auth,
                                             timeout=(self.timeout, self.timeout))
             except requests.exceptions.SSLError as exc:
+                text = str(exc)
+                found = text.find("certificate verify failed")
                 raise model.VirtError(
-                    "ovm %s: certificate not trusted" % self.label, raw=str(exc.__context__ or exc)[:300],
+                    "ovm %s: certificate not trusted" % self.label,
+                    raw=text[found:].split(" (_ssl")[0] if found >= 0 else text[:300],
                     hint="Give the Manager's CA certificate as ca_path, or set validate_certs: false for a lab"
                 ) from None
             except requests.exceptions.Timeout:
