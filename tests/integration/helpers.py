@@ -117,7 +117,9 @@ def lab_env(labdir):
     """The lab's DIR/lab.env in os.environ (env() copies it), as a shell would source it."""
     out = subprocess.run(["bash", "-c", "source %s/lab.env && env -0" % labdir], capture_output=True, check=True)
     values = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
-    values = {k: v for k, v in values.items() if k.startswith(("VIRTOPS_", "ANSIBLE_VAULT", "VMWARE_"))}
+    from ansible_collections.virtops.unified.plugins.module_utils import registry  # pylint: disable=import-outside-toplevel
+    platform_env = {e for p in registry.platforms().values() for o in p.options + p.key_files for e in o.env}
+    values = {k: v for k, v in values.items() if k.startswith(("VIRTOPS_", "ANSIBLE_VAULT")) or k in platform_env}
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
