@@ -110,7 +110,7 @@ def main():
     sizes = [int(s) for s in args.sizes.split(",")]
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_INVENTORY_CACHE="false")
     env.pop("ANSIBLE_INVENTORY_ENABLED", None)
-    rows, calls = [], {}
+    rows, calls, restarts = [], {}, []
     work = tempfile.mkdtemp(prefix="bench-ovm-")
     for n in sizes:
         labdir = os.path.join(work, "lab-%d" % n)
@@ -150,17 +150,41 @@ def main():
                              "runs": [{"wall_s": round(r[0], 3), "cpu_s": round(r[1], 3)} for r in runs]})
                 log("N=%d %-28s wall %.2f s  cpu %.2f s  rss %.0f MiB" % (
                     n, tool, rows[-1]["wall_s"], rows[-1]["cpu_s"], rows[-1]["peak_rss_mib"]))
+            if n == sizes[0]:
+                restarts.extend(restart_runs(labdir, own_env, args.repeats))
         finally:
             subprocess.run([LAB, "down", labdir], check=False, stdout=subprocess.DEVNULL)
-    report(rows, calls, args)
+    report(rows, calls, args, restarts)
 
 
-def report(rows, calls, args):
+def restart_runs(labdir, env, repeats):
+    """playbooks/restart_vm.yml on one VM: wall time of the whole ansible-playbook, and the part of it
+    spent in the power steps (the Manager's jobs and the state polls, from the audit outcome line)."""
+    audit = os.path.join(labdir, "bench-audit.jsonl")
+    env = dict(env, VIRTOPS_AUDIT_LOG=audit, VIRTOPS_LOCK_DIR=os.path.join(labdir, "locks"))
+    runs = []
+    for i in range(repeats):
+        target = "vm-%05d" % (i + 1)
+        wall = run_child(["ansible-playbook", "-i", os.path.join(labdir, "inventory"),
+                          os.path.join(ROOT, "playbooks", "restart_vm.yml"), "-e", "target=" + target,
+                          "-e", "reason=bench"], env)[0]
+        with open(audit, encoding="utf-8") as handle:
+            outcome = [json.loads(line) for line in handle if '"outcome"' in line][-1]
+        steps = sum(step["elapsed"] for step in outcome["steps"])
+        runs.append({"target": target, "wall_s": round(wall, 2), "power_steps_s": round(steps, 2),
+                     "above_s": round(wall - steps, 2), "steps": [s["action"] for s in outcome["steps"]]})
+        log("restart_vm.yml %s: %.2f s, of which power steps %.2f s (%s)" % (
+            target, wall, steps, ", ".join(runs[-1]["steps"])))
+    return runs
+
+
+def report(rows, calls, args, restarts):
     os.makedirs(args.results, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     with open(os.path.join(args.results, "ovm_inventory.json"), "w", encoding="utf-8") as handle:
         json.dump({"when": stamp, "repeats": args.repeats, "rows": rows,
-                   "requests_per_read": {str(k): v for k, v in calls.items()}}, handle, indent=1)
+                   "requests_per_read": {str(k): v for k, v in calls.items()}, "restart_vm": restarts},
+                  handle, indent=1)
     lines = ["# Oracle VM inventory: virtops.unified.ovm and the Ansible floor (%s, %d runs, median)" % (
         stamp, args.repeats), "",
         "| VMs | source | wall s | CPU s | peak RSS MiB | x floor (wall) |", "|---|---|---|---|---|---|"]
@@ -173,6 +197,12 @@ def report(rows, calls, args):
     for n, counted in sorted(calls.items()):
         lines.append("| %d | %d | %d | %s |" % (n, counted["total"], counted["logins"], ", ".join(
             "`%s` %d" % kv for kv in sorted(counted["by_call"].items()))))
+    if restarts:
+        lines += ["", "`playbooks/restart_vm.yml -e target=VM` on one running VM (a graceful guest; the peer's stop takes",
+                  "1 s and each job 0.5 s), whole `ansible-playbook` process:", "",
+                  "| run | wall s | power steps s (jobs + polls) | above the platform's waits s |", "|---|---|---|---|"]
+        for i, run in enumerate(restarts, 1):
+            lines.append("| %d | %.2f | %.2f | %.2f |" % (i, run["wall_s"], run["power_steps_s"], run["above_s"]))
     text = "\n".join(lines) + "\n"
     with open(os.path.join(args.results, "ovm_inventory.md"), "w", encoding="utf-8") as handle:
         handle.write(text)
