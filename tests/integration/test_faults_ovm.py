@@ -1,0 +1,104 @@
+"""Oracle VM inventory under faults and at two sizes, on the lab's emulated Manager: the number of
+calls of one read does not grow with the estate (counted at the peer), a Manager that is starting
+up or gone is listed unreachable with its last-known servers and VMs (virt_stale), and comes back."""
+
+import json
+import os
+import urllib.request
+
+import pytest
+import yaml
+
+from helpers import inventory, lab
+
+PASSWORD = "faults 'ovm' pw"
+
+
+def estate(vms_per_server):
+    return {"endpoints": [{"name": "o1", "platform": "ovm", "username": "admin", "password": PASSWORD, "clusters": [
+        {"name": "pool1", "hosts": [
+            {"name": "ovs%02d" % s, "vms": [{"name": "vm-%02d-%03d" % (s, i), "power": "running" if i % 4 else "stopped"}
+                                            for i in range(vms_per_server)]} for s in (1, 2)]}]}]}
+
+
+@pytest.fixture
+def make_lab(tmp_path):
+    made = []
+
+    def make(vms_per_server, name="lab"):
+        (tmp_path / (name + ".yml")).write_text(yaml.safe_dump(estate(vms_per_server)))
+        labdir = str(tmp_path / name)
+        lab("up", str(tmp_path / (name + ".yml")), labdir)
+        made.append(labdir)
+        with open(os.path.join(labdir, "lab.json"), encoding="utf-8") as handle:
+            rec = json.load(handle)["endpoints"][0]["rec"]
+        return labdir, rec
+    yield make
+    for labdir in made:
+        lab("down", labdir, check=False)
+
+
+def control(rec, method, path):
+    req = urllib.request.Request(rec["control"] + path, method=method, data=b"{}" if method == "POST" else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.load(resp)
+
+
+def vms_of(listing):
+    hostvars = listing["_meta"]["hostvars"]
+    return {h: v for h, v in hostvars.items() if v.get("virt_kind") == "vm"}
+
+
+def test_one_read_costs_the_same_calls_for_10_and_for_400_vms(make_lab, tmp_path):
+    counted = {}
+    for per_server in (5, 200):
+        labdir, rec = make_lab(per_server, "lab%d" % per_server)
+        control(rec, "POST", "/requests/reset")
+        listing, _err = inventory(os.path.join(labdir, "inventory"))
+        assert len(vms_of(listing)) == 2 * per_server
+        counted[per_server] = control(rec, "GET", "/state")["requests"]
+    assert counted[5]["by_call"] == counted[200]["by_call"] == {
+        "GET Manager": 1, "GET ServerPool": 1, "GET Server": 1, "GET Vm": 1}
+    assert counted[5]["logins"] == counted[200]["logins"] == 1  # Basic once, the session cookie after
+
+
+def test_a_manager_that_goes_away_keeps_its_last_known_servers_and_vms_stale(make_lab):
+    labdir, _rec = make_lab(3)
+    source = os.path.join(labdir, "inventory")
+    first, _err = inventory(source)
+    live = vms_of(first)
+    assert len(live) == 6 and not any(v.get("virt_stale") for v in live.values())
+    lab("fault", labdir, "endpoint-down", "o1")
+    second, err = inventory(source)
+    hostvars = second["_meta"]["hostvars"]
+    endpoint = [h for h, v in hostvars.items() if v["virt_kind"] == "endpoint"]
+    assert len(endpoint) == 1 and hostvars[endpoint[0]]["virt_connection_state"] == "unreachable"
+    assert "Oracle VM Manager" in err and "is listed as unreachable" in err.replace("\n", " ")
+    stale = vms_of(second)
+    assert set(stale) == set(live)
+    assert all(v["virt_stale"] and v["virt_power_state"] == "unknown" for v in stale.values())
+    servers = {h: v for h, v in hostvars.items() if v["virt_kind"] == "hypervisor"}
+    assert set(servers) == {"ovs01", "ovs02"} and all(v["virt_connection_state"] == "unreachable"
+                                                      for v in servers.values())
+    assert PASSWORD not in json.dumps(second)
+    lab("fault", labdir, "endpoint-up", "o1")
+    third, _err = inventory(source)
+    assert not any(v.get("virt_stale") for v in vms_of(third).values())
+
+
+def test_a_manager_starting_up_is_listed_unreachable_saying_so(make_lab):
+    labdir, rec = make_lab(2)
+    source = os.path.join(labdir, "inventory")
+    inventory(source)
+    lab("fault", labdir, "endpoint-starting", "o1")
+    control(rec, "POST", "/requests/reset")
+    listing, err = inventory(source)
+    hostvars = listing["_meta"]["hostvars"]
+    (endpoint,) = [v for v in hostvars.values() if v["virt_kind"] == "endpoint"]
+    assert "STARTING, not RUNNING" in endpoint["virt_error"], endpoint
+    assert "STARTING" in err
+    # it was not read half-way: only the Manager was asked
+    assert control(rec, "GET", "/state")["requests"]["by_call"] == {"GET Manager": 1}
+    assert all(v["virt_stale"] for v in vms_of(listing).values())
+    lab("fault", labdir, "endpoint-up", "o1")
