@@ -143,7 +143,7 @@ def main():
             probe = [sys.executable, "-c", DRIVER_PROBE, source]
             for tool, argv in ((OURS, ["ansible-inventory", "-i", source, "--list"]),
                                (FLOOR, ["ansible-inventory", "-i", floor, "--list"]), (DRIVER, probe)):
-                runs = [run_child(argv, own_env)[:3] for _ in range(args.repeats)]
+                runs = [run_child(argv, own_env)[:3] for _run in range(args.repeats)]
                 rows.append({"tool": tool, "vms": n, "wall_s": statistics.median(r[0] for r in runs),
                              "cpu_s": statistics.median(r[1] for r in runs),
                              "peak_rss_mib": round(max(r[2] for r in runs) / 1024, 1),

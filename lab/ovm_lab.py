@@ -62,13 +62,12 @@ def _hosts(ep):
     for host in ep.get("hosts") or []:
         yield None, host
 
-
-
 def xen_uuid(vm_id):
     """A Vm id (32 hex digits) as the dashed UUID Oracle VM writes in the VM's vm.cfg."""
     if len(vm_id) != 32:
         return vm_id
     return "-".join((vm_id[:8], vm_id[8:12], vm_id[12:16], vm_id[16:20], vm_id[20:]))
+
 
 class PeerError(RuntimeError):
     def __init__(self, status, message):
@@ -270,8 +269,8 @@ class OvmLab:
         servers = self._call(ep, rec, "GET", "/state")["servers"]
         found = [s for s in servers if name in (s["name"], s["id"])]
         if not found:
-            raise ValueError("endpoint %s: no host %r (hosts: %s)" % (ep["name"], name,
-                                                                    ", ".join(s["name"] for s in servers)))
+            names = ", ".join(s["name"] for s in servers)
+            raise ValueError("endpoint %s: no host %r (hosts: %s)" % (ep["name"], name, names))
         return found[0]
 
     def _find_vm(self, ep, rec, name):

@@ -128,7 +128,7 @@ class OvmDriver(base.Driver):
                 found = text.find("certificate verify failed")
                 raise model.VirtError(
                     "ovm %s: certificate not trusted" % self.label,
-                    raw=text[found:].split(" (_ssl")[0] if found >= 0 else text[:300],
+                    raw=text[found:].split(" (_ssl", 1)[0] if found >= 0 else text[:300],
                     hint="Give the Manager's CA certificate as ca_path, or set validate_certs: false for a lab"
                 ) from None
             except requests.exceptions.Timeout:
@@ -355,8 +355,8 @@ class OvmDriver(base.Driver):
         if not named:
             raise model.not_found("server", host_name, [s.get("name") for s in self.servers.values()], self.where())
         if len(named) > 1:
-            raise model.Ambiguous("ovm %s: %d servers are named %s: %s" % (self.label, len(named), host_name,
-                                                                         ", ".join(named)))
+            raise model.Ambiguous("ovm %s: %d servers are named %s: %s"
+                                  % (self.label, len(named), host_name, ", ".join(named)))
         return named[0]
 
     def migrate(self, vm, host_name, timeout=3600):

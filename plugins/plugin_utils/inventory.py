@@ -160,7 +160,6 @@ class VirtInventoryBase(BaseInventoryPlugin, Constructable, Cacheable):
         self.source = os.path.abspath(path)
         self.populate(records["machines"])
 
-
     # --- last known records of each endpoint ---------------------------------
     def _remember(self, path, records):
         """Save what each endpoint read now listed; for each endpoint that could

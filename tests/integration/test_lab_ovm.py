@@ -176,7 +176,7 @@ def test_basic_once_then_the_session_cookie(lab):
     assert first.status_code == 200
     cookie = first.headers["Set-Cookie"]
     assert cookie.startswith("JSESSIONID=") and "Path=/ovm" in cookie and "Secure" in cookie and "HttpOnly" in cookie
-    for _ in range(3):
+    for _attempt in range(3):
         resp = api.session.get(api.base + "/Vm", verify=api.ca, timeout=10)  # no Authorization header: the cookie only
         assert resp.status_code == 200 and "Authorization" not in resp.request.headers
     other = requests.get(api.base + "/Vm", verify=lab["ca"], cookies={"JSESSIONID": "forged"}, timeout=10)
@@ -436,8 +436,8 @@ def test_check_refuses_bad_hosts_and_takes_repeated_vm_names():
     with pytest.raises(ValueError, match="listed twice"):
         PART.check(dict(base, clusters=[{"name": "p", "hosts": [{"name": "h1"}, {"name": "h1"}]}]))
     with pytest.raises(ValueError, match="maintenance"):
-        PART.check(dict(base, clusters=[{"name": "p", "hosts": [{"name": "h1", "state": "maintenance",
-                                                                  "vms": [{"name": "v"}]}]}]))
+        PART.check(dict(base, clusters=[{"name": "p", "hosts": [
+            {"name": "h1", "state": "maintenance", "vms": [{"name": "v"}]}]}]))
     PART.check(dict(base, clusters=[{"name": "p", "hosts": [{"name": "h1", "vms": [{"name": "v"}, {"name": "v"}]}]}]))
 
 
@@ -458,7 +458,7 @@ def test_a_thousand_vms_list_fast(tmp_path):
         api = Api(rec)
         api.get("Manager")
         best = 10.0
-        for _ in range(3):
+        for _attempt in range(3):
             started = time.monotonic()
             vms = api.get("Vm")
             best = min(best, time.monotonic() - started)

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # Copyright: (c) 2026, virtops maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """An emulator of the Oracle VM Manager 3.4 Web Services REST API (see README.md).
@@ -786,8 +786,8 @@ class Manager:
             raise JobEnd("OVMAPI_4025E Server: %s is in maintenance mode: it receives no virtual machine."
                          % target.name)
         if target.run_state != "RUNNING" and target.answering:
-            raise JobEnd("OVMAPI_4004E Server: %s is not running (serverRunState %s)." % (target.name,
-                                                                                        target.run_state))
+            raise JobEnd("OVMAPI_4004E Server: %s is not running (serverRunState %s)."
+                         % (target.name, target.run_state))
 
     def _migrate(self, job, vm, target):
         with self.lock:
@@ -1345,7 +1345,7 @@ def _addr(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--lab", required=True, help="the estate (JSON: clusters, hosts)")
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--control", default="127.0.0.1:0")
