@@ -349,9 +349,10 @@ class OvmDriver(base.Driver):
         self._wait_job(job, doing, timeout)
 
     def _server_id(self, host_name):
-        if not self.servers:
-            self.servers = {_value(s.get("id")): s for s in self._request("GET", "Server", "read the servers")}
         named = [sid for sid, s in self.servers.items() if s.get("name") == host_name]
+        if not named:  # what it holds may be only the VM's own server (find by uuid, refresh)
+            self.servers = {_value(s.get("id")): s for s in self._request("GET", "Server", "read the servers")}
+            named = [sid for sid, s in self.servers.items() if s.get("name") == host_name]
         if not named:
             raise model.not_found("server", host_name, [s.get("name") for s in self.servers.values()], self.where())
         if len(named) > 1:

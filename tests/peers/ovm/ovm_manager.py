@@ -16,6 +16,7 @@ Prints one JSON ready line on stdout once both listeners are up; logs go to stde
 
 import argparse
 import base64
+import errno
 import hashlib
 import json
 import os
@@ -1185,7 +1186,17 @@ class Endpoint:
         self._up()
 
     def _up(self):
-        self.httpd = TlsServer((self.host, self.port), self.context, self.mgr)
+        # the silent listener's accept thread may still hold the port for one select() round
+        # (0.2 s) after it was closed: bind again until it lets go
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.httpd = TlsServer((self.host, self.port), self.context, self.mgr)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
 
