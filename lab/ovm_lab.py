@@ -62,6 +62,7 @@ def _hosts(ep):
     for host in ep.get("hosts") or []:
         yield None, host
 
+
 def xen_uuid(vm_id):
     """A Vm id (32 hex digits) as the dashed UUID Oracle VM writes in the VM's vm.cfg."""
     if len(vm_id) != 32:
