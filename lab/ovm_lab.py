@@ -27,12 +27,8 @@ peer's JSON control API, never through REST or the collection:
 import json
 import os
 import re
-import subprocess
 import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import processes  # lab/processes.py: the lab's own peer processes
 
@@ -68,12 +64,6 @@ def xen_uuid(vm_id):
     if len(vm_id) != 32:
         return vm_id
     return "-".join((vm_id[:8], vm_id[8:12], vm_id[12:16], vm_id[16:20], vm_id[20:]))
-
-
-class PeerError(RuntimeError):
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
 
 
 class OvmLab:
@@ -175,35 +165,15 @@ class OvmLab:
             json.dump({key: ep[key] for key in ("clusters", "hosts") if key in ep}, handle, ensure_ascii=False,
                       indent=1)
         certdir = os.path.join(workdir, "certs")
-        out_path = os.path.join(workdir, "ovm.out")
-        log_path = os.path.join(workdir, "ovm.log")
         argv = [sys.executable, PEER, "--lab", estate, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
                 "--username", username, "--password", password, "--certdir", certdir, "--stop-timeout", "120"]
-        with open(out_path, "wb") as out, open(log_path, "wb") as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,  # pylint: disable=consider-using-with
-                                    cwd=workdir, start_new_session=True, close_fds=True)
-        processes.adopt(proc)
-        rec = {"pids": [proc.pid], "estate": estate, "log": log_path}
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            with open(out_path, encoding="utf-8", errors="replace") as handle:
-                text = handle.read()
-            if "\n" in text:
-                line = text.split("\n", 1)[0]
-                break
-            if proc.poll() is not None:
-                processes.gone(proc.pid)
-                raise RuntimeError("the ovm peer exited (status %s): %s" % (proc.returncode, processes.tail(log_path)))
-            if time.monotonic() > deadline:
-                self.down(ep, rec)
-                raise RuntimeError("the ovm peer was not ready after %ds: %s" % (READY_TIMEOUT, processes.tail(log_path)))
-            time.sleep(0.05)
+        pid, ready, log_path = processes.start_ready(argv, workdir, "ovm", READY_TIMEOUT, "ovm.out", "ovm.log")
+        rec = {"pids": [pid], "estate": estate, "log": log_path}
         try:
-            ready = json.loads(line)
             port, control, ca_path = urllib.parse.urlsplit(ready["url"]).port, ready["control"], ready["ca"]
         except (ValueError, KeyError, TypeError) as exc:
             self.down(ep, rec)
-            raise RuntimeError("the ovm peer's ready line %r: %s" % (line, exc)) from None
+            raise RuntimeError("the ovm peer's ready line %r: %s" % (ready, exc)) from None
         rec.update({"listen": "127.0.0.1:%d" % port, "control": control, "ca": ca_path,
                     "source": {"hostname": "127.0.0.1", "port": port, "ca_path": ca_path},
                     "credentials": {"username": username, "password": password}})
@@ -222,27 +192,9 @@ class OvmLab:
     # --- the control API ------------------------------------------------------------------
     @staticmethod
     def _call(ep, rec, method, path, body=None, timeout=30):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(rec["control"] + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.load(resp)
-        except urllib.error.HTTPError as exc:
-            text = exc.read().decode(errors="replace")
-            try:
-                text = json.loads(text).get("error", text)
-            except (ValueError, AttributeError):
-                pass
-            raise PeerError(exc.code, "endpoint %s: the ovm peer refused %s %s: %s"
-                            % (ep["name"], method, urllib.parse.unquote(path), text)) from None
-        except OSError as exc:
-            raise RuntimeError("endpoint %s: the ovm peer's control API %s does not answer (%s): is the lab up?"
-                               % (ep["name"], rec.get("control"), exc)) from None
+        return processes.control(ep["name"], "ovm", rec["control"], method, path, body, timeout)
 
-    @staticmethod
-    def _path(*segments):
-        return "/" + "/".join(urllib.parse.quote(str(s), safe="") for s in segments)
+    _path = staticmethod(processes.control_path)
 
     # --- state ------------------------------------------------------------------------------
     @staticmethod
@@ -333,7 +285,7 @@ class OvmLab:
             if fault == "vm-ignore-graceful":
                 self._call(ep, rec, "POST", path + "/ignore_stop", {"on": True})
                 return "%s ignores graceful stop and restart requests from now on" % what
-        except PeerError as exc:
+        except processes.PeerError as exc:
             raise ValueError(str(exc)) from None
         raise NotImplementedError("the ovm lab has no fault %r" % fault)
 

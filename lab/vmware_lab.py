@@ -31,10 +31,7 @@ import json
 import os
 import re
 import subprocess
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import processes  # lab/processes.py: the lab's own peer processes
 
@@ -75,13 +72,6 @@ def _hosts(ep):
     for host in ep.get("hosts") or []:
         yield None, host
 
-
-class PeerError(RuntimeError):
-    """The control API answered with an error status."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
 
 
 class VmwareLab:
@@ -210,38 +200,15 @@ class VmwareLab:
         with open(estate, "w", encoding="utf-8") as handle:
             json.dump({key: ep[key] for key in ("clusters", "hosts") if key in ep}, handle, ensure_ascii=False,
                       indent=1)
-        out_path = os.path.join(workdir, "vcsim.out")
-        log_path = os.path.join(workdir, "vcsim.log")
         argv = [binary, "-lab", estate, "-listen", "127.0.0.1:0", "-control", "127.0.0.1:0",
                 "-username", username, "-password", password]
-        with open(out_path, "wb") as out, open(log_path, "wb") as err:
-            # detached: its own session, no pipe to us, so it outlives `scripts/lab up`
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,  # pylint: disable=consider-using-with
-                                    cwd=workdir, start_new_session=True, close_fds=True)
-        processes.adopt(proc)
-        rec = {"pids": [proc.pid], "estate": estate, "log": log_path}
-        deadline = time.monotonic() + READY_TIMEOUT
-        line = None
-        while line is None:
-            with open(out_path, encoding="utf-8", errors="replace") as handle:
-                text = handle.read()
-            if "\n" in text:
-                line = text.split("\n", 1)[0]
-                break
-            if proc.poll() is not None:
-                processes.gone(proc.pid)  # reaped
-                raise RuntimeError("the vcsim peer exited (status %s): %s" % (proc.returncode, processes.tail(log_path)))
-            if time.monotonic() > deadline:
-                self.down(ep, rec)
-                raise RuntimeError("the vcsim peer was not ready after %ds: %s" % (READY_TIMEOUT, processes.tail(log_path)))
-            time.sleep(0.05)
+        pid, ready, log_path = processes.start_ready(argv, workdir, "vcsim", READY_TIMEOUT, "vcsim.out", "vcsim.log")
+        rec = {"pids": [pid], "estate": estate, "log": log_path}
         try:
-            ready = json.loads(line)
-            url = urllib.parse.urlsplit(ready["url"])
-            port, control = url.port, ready["control"]
+            port, control = urllib.parse.urlsplit(ready["url"]).port, ready["control"]
         except (ValueError, KeyError, TypeError) as exc:
             self.down(ep, rec)
-            raise RuntimeError("the vcsim peer's ready line %r: %s" % (line, exc)) from None
+            raise RuntimeError("the vcsim peer's ready line %r: %s" % (ready, exc)) from None
         rec.update({"listen": "127.0.0.1:%d" % port, "control": control,
                     "source": {"hostname": "127.0.0.1", "port": port, "validate_certs": False},
                     "credentials": {"username": username, "password": password}})
@@ -261,27 +228,9 @@ class VmwareLab:
     # --- the control API ------------------------------------------------------------------
     @staticmethod
     def _call(ep, rec, method, path, body=None, timeout=30):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(rec["control"] + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.load(resp)
-        except urllib.error.HTTPError as exc:
-            text = exc.read().decode(errors="replace")
-            try:
-                text = json.loads(text).get("error", text)
-            except (ValueError, AttributeError):
-                pass
-            raise PeerError(exc.code, "endpoint %s: the vcsim peer refused %s %s: %s"
-                            % (ep["name"], method, urllib.parse.unquote(path), text)) from None
-        except OSError as exc:
-            raise RuntimeError("endpoint %s: the vcsim peer's control API %s does not answer (%s): is the lab up?"
-                               % (ep["name"], rec.get("control"), exc)) from None
+        return processes.control(ep["name"], "vcsim", rec["control"], method, path, body, timeout)
 
-    @staticmethod
-    def _path(*segments):
-        return "/" + "/".join(urllib.parse.quote(str(s), safe="") for s in segments)
+    _path = staticmethod(processes.control_path)
 
     # --- state ------------------------------------------------------------------------------
     @staticmethod
@@ -387,7 +336,7 @@ class VmwareLab:
             if fault == "vm-ignore-graceful":
                 self._call(ep, rec, "POST", path + "/ignore_shutdown", {"on": True})
                 return "%s ignores graceful shutdown and reboot requests from now on" % what
-        except PeerError as exc:
+        except processes.PeerError as exc:
             raise ValueError(str(exc)) from None
         raise NotImplementedError("the vmware lab has no fault %r" % fault)
 
