@@ -128,9 +128,24 @@ def find_vm(target, hostvars, candidates, expected_host=None):
                     "%s on %s is a copy of uuid %s, which runs on %s (%s): starting it would run the VM twice"
                     % (found.inventory_name, found.host, found.uuid, other.host, other.inventory_name),
                     hint="Target the copy that runs (%s)" % other.inventory_name)
+    except model.NotFound as exc:
+        return {"host": None, "error": str(exc) + _unread(hostvars)}
     except model.VirtError as exc:
         return {"host": None, "error": str(exc)}
     return {"host": found.inventory_name, "error": None}
+
+
+def _unread(hostvars):
+    """For a VM not found: the endpoints the inventory could not read (the VM may be there)."""
+    unread = []
+    for name in hostvars:
+        hv = hostvars[name]
+        if hv.get("virt_kind") not in (None, model.VM) and hv.get("virt_connection_state") == model.UNREACHABLE \
+                and hv.get("virt_error") and not hv.get("virt_stale"):
+            unread.append("%s (%s): %s" % (name, hv.get("virt_platform"), hv.get("virt_error")))
+    if not unread:
+        return ""
+    return ". It may be on an endpoint the inventory could not read: %s" % "; ".join(sorted(unread))
 
 
 def find_vms(targets, hostvars, candidates, expected_host=None):

@@ -95,3 +95,15 @@ def test_an_inventory_name_that_is_another_vms_platform_name_is_ambiguous():
     assert find_vm("web01_esx01", hv, list(hv))["host"] == "web01_esx01"
     assert find_vm("web01", hv, list(hv), expected_host="kvm01")["host"] == "web01"
     assert find_vm("202e098e-c866-5fd0-8360-b8103f60e5cb", hv, list(hv))["host"] == "web01"
+
+
+def test_a_vm_not_found_names_the_endpoints_that_could_not_be_read():
+    hostvars = dict(HOSTVARS, ovmm={"virt_kind": "endpoint", "virt_platform": "ovm", "virt_connection_state": "unreachable",
+                                    "virt_error": "ovm ovmm:7002: Oracle VM Manager is STARTING, not RUNNING"},
+                    kvm09={"virt_kind": "hypervisor", "virt_connection_state": "unreachable", "virt_error": "old",
+                           "virt_stale": True})
+    missing = find_vm("erp01", hostvars, NAMES)
+    assert missing["host"] is None and "'erp01' not found" in missing["error"]
+    assert missing["error"].endswith("could not read: ovmm (ovm): ovm ovmm:7002: Oracle VM Manager is STARTING, not RUNNING")
+    assert "kvm09" not in missing["error"]  # a last-known record is listed as such, not as unread
+    assert "could not read" not in find_vm("db1", HOSTVARS, NAMES)["error"]
