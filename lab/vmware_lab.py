@@ -73,7 +73,6 @@ def _hosts(ep):
         yield None, host
 
 
-
 class VmwareLab:
     name = "vmware"
     plugin = "virtops.unified.vmware"

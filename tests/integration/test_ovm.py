@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 import yaml
 
-from helpers import BIN, ROOT, _plain, env, inventory, lab, lab_env, playbook
+from helpers import BIN, ROOT, env, inventory, lab, lab_env, playbook
 
 PASSWORD = "Ovm pw 'q' ${x} 7f3e"
 USER = "lab-admin"
