@@ -102,3 +102,32 @@ def test_a_manager_starting_up_is_listed_unreachable_saying_so(make_lab):
     assert control(rec, "GET", "/state")["requests"]["by_call"] == {"GET Manager": 1}
     assert all(v["virt_stale"] for v in vms_of(listing).values())
     lab("fault", labdir, "endpoint-up", "o1")
+
+
+def test_a_job_asked_while_the_manager_restarts_is_aborted_and_never_runs_later(make_lab):
+    """The Manager goes into start-up between the login and the action: the job it creates does not
+    start, the driver sees the Manager is not RUNNING, aborts the job and says so. Once the Manager
+    is up again, the VM is still as it was: the job did not run behind the operator's back."""
+    import time  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.virtops.unified.plugins.module_utils import model  # pylint: disable=import-outside-toplevel
+    from ansible_collections.virtops.unified.plugins.module_utils.ovm_driver import OvmDriver  # pylint: disable=import-outside-toplevel
+
+    labdir, rec = make_lab(2)
+    with open(os.path.join(labdir, "inventory", "o1.ovm.yml"), encoding="utf-8") as handle:
+        source = yaml.safe_load(handle)
+    options = {k: source[k] for k in ("hostname", "port", "ca_path", "username", "password")}
+    stopped = "vm-01-000"  # i % 4 == 0: stopped
+    with OvmDriver(connect_timeout=10, **options) as drv:
+        vm = drv.find(name=stopped)
+        assert vm.power_state == model.STOPPED
+        lab("fault", labdir, "endpoint-starting", "o1")
+        started = time.monotonic()
+        with pytest.raises(model.StateConflict, match="STARTING and runs no jobs; the job was aborted"):
+            drv.power(vm, "start", timeout=30)
+        assert time.monotonic() - started < 10
+    lab("fault", labdir, "endpoint-up", "o1")
+    time.sleep(2)  # several job lengths of the peer: an aborted job that ran anyway would show now
+    truth = {m["name"]: m for m in json.loads(lab("state", labdir).stdout)["machines"]}
+    assert truth[stopped]["power"] == "stopped" and truth[stopped]["power_ons"] == 0
+    assert control(rec, "GET", "/state")["requests"]["by_call"].get("PUT Job/{id}/abort") == 1
