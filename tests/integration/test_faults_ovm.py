@@ -4,12 +4,16 @@ up or gone is listed unreachable with its last-known servers and VMs (virt_stale
 
 import json
 import os
+import time
 import urllib.request
 
 import pytest
 import yaml
 
 from helpers import inventory, lab
+
+from ansible_collections.virtops.unified.plugins.module_utils import model
+from ansible_collections.virtops.unified.plugins.module_utils.ovm_driver import OvmDriver
 
 PASSWORD = "faults 'ovm' pw"
 
@@ -108,11 +112,6 @@ def test_a_job_asked_while_the_manager_restarts_is_aborted_and_never_runs_later(
     """The Manager goes into start-up between the login and the action: the job it creates does not
     start, the driver sees the Manager is not RUNNING, aborts the job and says so. Once the Manager
     is up again, the VM is still as it was: the job did not run behind the operator's back."""
-    import time  # pylint: disable=import-outside-toplevel
-
-    from ansible_collections.virtops.unified.plugins.module_utils import model  # pylint: disable=import-outside-toplevel
-    from ansible_collections.virtops.unified.plugins.module_utils.ovm_driver import OvmDriver  # pylint: disable=import-outside-toplevel
-
     labdir, rec = make_lab(2)
     with open(os.path.join(labdir, "inventory", "o1.ovm.yml"), encoding="utf-8") as handle:
         source = yaml.safe_load(handle)
