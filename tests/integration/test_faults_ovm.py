@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 import yaml
 
-from helpers import inventory, lab
+from helpers import inventory, lab, playbook
 
 from ansible_collections.virtops.unified.plugins.module_utils import model
 from ansible_collections.virtops.unified.plugins.module_utils.ovm_driver import OvmDriver
@@ -130,3 +130,24 @@ def test_a_job_asked_while_the_manager_restarts_is_aborted_and_never_runs_later(
     truth = {m["name"]: m for m in json.loads(lab("state", labdir).stdout)["machines"]}
     assert truth[stopped]["power"] == "stopped" and truth[stopped]["power_ons"] == 0
     assert control(rec, "GET", "/state")["requests"]["by_call"].get("PUT Job/{id}/abort") == 1
+
+
+def test_export_mapping_is_the_ledger_of_the_manager_and_a_live_migration_is_one_move(make_lab, tmp_path):
+    labdir, _rec = make_lab(2)
+    out = tmp_path / "export"
+    source = os.path.join(labdir, "inventory")
+    playbook(source, "playbooks/export_mapping.yml", "-e", "export_dir=%s" % out)
+    first = json.loads((out / "mapping.json").read_text())
+    truth = {m["uuid"]: m for m in json.loads(lab("state", labdir).stdout)["machines"]}
+    rows = {r["uuid"]: r for r in first["vms"]} if isinstance(first, dict) else {r["uuid"]: r for r in first}
+    assert {u: (r["name"], r["host"]) for u, r in rows.items()} == {u: (m["name"], m["host"]) for u, m in truth.items()}
+    # one running VM live-migrates in the Manager (outside any runbook) between two exports
+    running = next(m for m in truth.values() if m["power"] == "running" and m["host"] == "ovs01")
+    with open(os.path.join(labdir, "inventory", "o1.ovm.yml"), encoding="utf-8") as handle:
+        options = {k: v for k, v in yaml.safe_load(handle).items() if k != "plugin"}
+    with OvmDriver(connect_timeout=10, **options) as drv:
+        drv.migrate(drv.find(uuid=running["uuid"]), "ovs02", timeout=30)
+    playbook(source, "playbooks/export_mapping.yml", "-e", "export_dir=%s" % out)
+    changes = json.loads((out / "changes.json").read_text())
+    moved = changes.get("moved") or []
+    assert [(c.get("uuid"), c.get("from"), c.get("to")) for c in moved] == [(running["uuid"], "ovs01", "ovs02")], changes
