@@ -15,6 +15,7 @@ import time
 
 from ansible_collections.virtops.unified.plugins.module_utils import model
 from ansible_collections.virtops.unified.plugins.module_utils.driver import (
+    ACTIONS,
     POWEROFF,
     RESET,
     RESUME,
@@ -278,6 +279,7 @@ def apply(driver, params, check_mode=False, progress=None, intent=None):
             check_host(vm, params.get("expected_host"))
         wait_for_heartbeat = vm.heartbeat == model.HB_OK if mode == HEARTBEAT_AUTO else mode
         steps = plan(vm, state, wait_for_heartbeat=wait_for_heartbeat, **options)
+        _require(driver, vm, state, steps)
         result = {"changed": bool(steps), "before": vm.summary(), "diff": diff(vm, state)}
         if check_mode or not steps:
             result["after"] = vm.summary()
@@ -293,6 +295,18 @@ def apply(driver, params, check_mode=False, progress=None, intent=None):
         raise
     result["elapsed"] = round(time.monotonic() - begun, 2)
     return result
+
+
+def _require(driver, vm, state, steps):
+    """Refuse, before anything is recorded or done, a plan that needs a primitive the platform lacks."""
+    missing = sorted({a for s in steps for a in (s["action"], s.get("escalate_to"))
+                      if a in ACTIONS and a not in driver.capabilities})
+    if missing:
+        raise model.Unsupported(
+            "%s: state %s needs %s, which %s does not offer; nothing was done"
+            % (vm.name, state, " and ".join(missing), driver.platform),
+            hint="Use state: restarted (a graceful stop, forced off after shutdown_timeout, then a start)"
+            if RESET in missing else None)
 
 
 def keep_identity(exc, vm, begun):

@@ -6,7 +6,7 @@ test_libvirt_driver.py (libvirt's test:/// driver)."""
 import pytest
 
 from ansible_collections.virtops.unified.plugins.module_utils import model, power
-from ansible_collections.virtops.unified.plugins.module_utils.driver import Driver
+from ansible_collections.virtops.unified.plugins.module_utils.driver import ACTIONS, Driver
 
 
 def machine(state, raw=None, **facts):
@@ -71,6 +71,7 @@ class ScriptedDriver(Driver):
     """Applies primitives to an in-memory VM; `deaf` ignores shutdown."""
 
     platform = "fake"
+    capabilities = frozenset(ACTIONS)
     poll_interval = 0.01
     max_poll_interval = 0.01
 
@@ -184,7 +185,7 @@ def test_heartbeat_mode_refuses_anything_else():
 class AgentDriver(ScriptedDriver):
     """Like libvirt: find() and refresh() leave the heartbeat unknown unless asked for it."""
 
-    capabilities = frozenset({"heartbeat"})
+    capabilities = frozenset(ACTIONS) | {"heartbeat"}
 
     def __init__(self, state, agent=model.HB_OK, **kw):
         super().__init__(state, **kw)
@@ -516,3 +517,16 @@ def test_recover_spec_takes_recoveries_or_one_vm():
     assert errors({"recoveries": [{"uuid": "a", "destination_host": "h2"}], "destination_host": "h2"})
     assert errors({"recoveries": [{"destination_host": "h2"}]})  # which VM?
     assert errors({"recoveries": [{"uuid": "a", "destination": "h2"}]})  # a typo is not ignored
+
+
+def test_a_plan_that_needs_a_primitive_the_platform_lacks_is_refused_before_anything_is_recorded():
+    class NoReset(ScriptedDriver):
+        capabilities = frozenset(ACTIONS) - {"reset"}
+
+    drv = NoReset(model.RUNNING)
+    recorded = []
+    with pytest.raises(model.Unsupported, match="state reset needs reset, which fake does not offer; nothing was done"):
+        power.apply(drv, {"name": "vm1", "state": "reset"}, intent=lambda vm, steps: recorded.append(steps))
+    assert recorded == [] and drv.calls == []
+    with pytest.raises(model.Unsupported, match="Use state: restarted"):
+        power.apply(drv, {"name": "vm1", "state": "reset"}, check_mode=True)
