@@ -19,4 +19,5 @@ class ActionModule(VirtActionBase):
         return args
 
     def work(self, params, task_vars):
-        return interface.run_maintenance(params, check_mode=self._task.check_mode, progress=self.progress)
+        return interface.run_maintenance(params, check_mode=self._task.check_mode, progress=self.progress,
+                                         trace=self.tracer)

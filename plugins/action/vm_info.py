@@ -13,4 +13,4 @@ class ActionModule(VirtActionBase):
     RULES = interface.INFO_RULES
 
     def work(self, params, task_vars):
-        return interface.run_info(params)
+        return interface.run_info(params, trace=self.tracer)

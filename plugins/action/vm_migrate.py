@@ -25,8 +25,9 @@ class ActionModule(VirtActionBase):
     def work(self, params, task_vars, intent=None):
         if not params.get("moves"):
             return interface.run_migrate(params, check_mode=self._task.check_mode, progress=self.progress,
-                                         intent=intent)
+                                         intent=intent, trace=self.tracer)
         # several VMs in one task: one audit trail per VM (VirtActionBase.run_each)
         return self.run_each(lambda trail: interface.run_migrate(params, check_mode=self._task.check_mode,
-                                                                 progress=self.progress, trail=trail),
+                                                                 progress=self.progress, trail=trail,
+                                                                 trace=self.tracer),
                              params, task_vars, intent, params["moves"])

@@ -14,4 +14,5 @@ class ActionModule(VirtActionBase):
     AUDITED = True
 
     def work(self, params, task_vars, intent=None):
-        return interface.run_power(params, check_mode=self._task.check_mode, progress=self.progress, intent=intent)
+        return interface.run_power(params, check_mode=self._task.check_mode, progress=self.progress, intent=intent,
+                                   trace=self.tracer)

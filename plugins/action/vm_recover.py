@@ -41,7 +41,7 @@ class ActionModule(VirtActionBase):
     def work(self, params, task_vars, intent=None):
         if not params.get("recoveries"):
             return interface.run_recover(params, check_mode=self._task.check_mode, progress=self.progress,
-                                         intent=intent)
+                                         intent=intent, trace=self.tracer)
         # Several VMs in one task: each through the connection its own inventory host gives (a
         # manager: the same one for all, one login), each with its own audit trail (run_each).
         recoveries = params["recoveries"]
@@ -50,7 +50,8 @@ class ActionModule(VirtActionBase):
                        for r in recoveries]
         return self.run_each(lambda trail: interface.run_recover(params, check_mode=self._task.check_mode,
                                                                  progress=self.progress, trail=trail,
-                                                                 connection=connections.__getitem__),
+                                                                 connection=connections.__getitem__,
+                                                                 trace=self.tracer),
                              params, task_vars, intent, recoveries, names=names)
 
     def _connection_of(self, params, task_vars, vm_host, recovery):

@@ -58,6 +58,10 @@ options:
         E(OVM_PASSWORD)).
       - vSphere password (platform vmware; if not set, the environment variable E(VMWARE_PASSWORD)).
       - Never shown in output, written to the inventory, its cache or the audit log.
+      - "Do not give it as an ad-hoc argument (C(-a password=...)): ansible-core echoes the
+        arguments in its own error output when one is wrong. Give it in a vaulted
+        C(virtops_credentials), the inventory source (inline, C(!vault), or its C(env:) lookups) or
+        the environment variable instead."
     type: str
     aliases: [pass, pwd]
   port:

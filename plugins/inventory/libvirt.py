@@ -75,7 +75,8 @@ keyed_groups:
   - key: virt_power_state
     prefix: power
 compose:
-  restart_priority: "'high' if virt_name.startswith('db') else 'medium'"
+  # recover_host_failure.yml starts high first, then medium (the default), then low
+  virt_restart_priority: "'high' if virt_name.startswith('db') else 'medium'"
 
 # ansible-inventory -i kvm.libvirt.yml --graph virt_cluster_rack1
 """

@@ -97,6 +97,17 @@ hostname: ovmm.example.com
 ca_path: /etc/pki/ovm/ca.pem
 
 # ansible-inventory -i pool1.ovm.yml --graph virt_clusters
+
+# Or the credentials in the file, the password vaulted (the runbooks and modules against
+# its hosts read them from here too; other ways: README, "Credentials"):
+#   ansible-vault encrypt_string --stdin-name password
+# plugin: virtops.unified.ovm
+# hostname: ovmm.example.com
+# ca_path: /etc/pki/ovm/ca.pem
+# username: admin
+# password: !vault |
+#   $ANSIBLE_VAULT;1.1;AES256
+#   ...
 """
 
 from ansible_collections.virtops.unified.plugins.plugin_utils.inventory import VirtInventoryBase

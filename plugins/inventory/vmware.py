@@ -96,6 +96,16 @@ keyed_groups:
     separator: "_"
 
 # ansible-inventory -i prod.vmware.yml --graph virt_cluster_prod01
+
+# Or the credentials in the file, the password vaulted (the runbooks and modules against
+# its hosts read them from here too; other ways: README, "Credentials"):
+#   ansible-vault encrypt_string --stdin-name password
+# plugin: virtops.unified.vmware
+# hostname: vcenter.example.com
+# username: svc-virtops@vsphere.local
+# password: !vault |
+#   $ANSIBLE_VAULT;1.1;AES256
+#   ...
 """
 
 from ansible_collections.virtops.unified.plugins.plugin_utils.inventory import VirtInventoryBase

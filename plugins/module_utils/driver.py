@@ -10,6 +10,8 @@ knows nothing of Ansible: it raises the typed errors of `model` and returns
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 
 from ansible_collections.virtops.unified.plugins.module_utils import model
@@ -22,6 +24,45 @@ RESET = "reset"  # hard reset without power cycle
 SUSPEND = "suspend"  # save memory to disk, release the host
 RESUME = "resume"  # un-pause
 ACTIONS = (START, SHUTDOWN, POWEROFF, RESET, SUSPEND, RESUME)
+
+#: seconds between two progress lines of a wait (at least one line each NOTE_EVERY seconds)
+NOTE_EVERY = 15.0
+
+
+class Ticker:
+    """Progress lines of one wait: `tick(describe)` calls `progress(describe(elapsed))` once
+    each `every` seconds from `started` (a time.monotonic()). `due()` is the seconds until the
+    next line, for the waiter to sleep no longer than that."""
+
+    def __init__(self, progress, every=NOTE_EVERY, started=None):
+        self.progress = progress
+        self.every = every
+        self.started = time.monotonic() if started is None else started
+        self.next = self.started + every
+
+    def tick(self, describe):
+        if not self.progress:
+            return
+        now = time.monotonic()
+        if now >= self.next:
+            self.progress(describe(now - self.started))
+            while self.next <= now:
+                self.next += self.every
+
+    def due(self):
+        """Seconds until the next progress line (a long one when nobody listens)."""
+        if not self.progress:
+            return 3600.0
+        return max(0.0, self.next - time.monotonic())
+
+
+# (progress, trace) for the drivers opened in this thread now (Driver.listening)
+_LISTENING = threading.local()
+
+
+def elapsed_ms(started):
+    """Milliseconds since `started` (a time.monotonic()), for trace lines."""
+    return int(round((time.monotonic() - started) * 1000))
 
 
 class Driver:
@@ -42,6 +83,36 @@ class Driver:
     heartbeat_in_bulk = True
     #: stop_cause() words that mean someone stopped the VM on purpose
     planned_stop_causes = frozenset()
+
+    # --- what the caller hears while it waits (set after open(), e.g. by interface.connect) -----
+    #: progress(line): a person-readable line at least every `note_every` seconds of each wait
+    #: inside power(), migrate(), set_maintenance(), recover() and wait_for(); None: silent
+    progress = None
+    #: trace(line): one line per platform API call (what, status, milliseconds); never a secret
+    trace = None
+    note_every = NOTE_EVERY
+
+    def __new__(cls, *args, **kwargs):  # pylint: disable=unused-argument
+        self = super().__new__(cls)
+        # set before __init__ runs, so that the login's own calls are traced
+        self.progress, self.trace = getattr(_LISTENING, "value", None) or (None, None)
+        return self
+
+    @classmethod
+    @contextlib.contextmanager
+    def listening(cls, progress=None, trace=None):
+        """The drivers this thread opens meanwhile report to `progress` and `trace` from
+        their first call on (the login's)."""
+        saved = getattr(_LISTENING, "value", None)
+        _LISTENING.value = (progress, trace)
+        try:
+            yield
+        finally:
+            _LISTENING.value = saved
+
+    def ticker(self, started=None):
+        """A Ticker of this driver's progress, for one wait."""
+        return Ticker(self.progress, self.note_every, started)
 
     @classmethod
     def open(cls, options, connect_timeout=30):
@@ -118,21 +189,22 @@ class Driver:
         """
         start = time.monotonic() if started is None else started
         interval = self.poll_interval
-        next_note = start + 15
+        ticker = Ticker(progress or self.progress, self.note_every, start)
         current = self.refresh(vm, heartbeat=heartbeat)
         while not predicate(current):
             now = time.monotonic()
             if now - start >= timeout:
-                raise model.Timeout(
+                exc = model.Timeout(
                     "%s %s: timed out after %ds waiting for %s (last state %s/%s, heartbeat %s)"
                     % (self.platform, vm.name, timeout, what, current.power_state,
                        current.power_state_raw, current.heartbeat)
                 )
-            if progress and now >= next_note:
-                progress("%s: still waiting for %s (%ds of %ds, state %s)"
-                         % (vm.name, what, now - start, timeout, current.power_state_raw))
-                next_note = now + 15
-            time.sleep(min(interval, max(0.05, timeout - (now - start))))
+                exc.machine = current  # the state last seen: the failure's `after`
+                raise exc
+            time.sleep(max(0.05, min(interval, timeout - (now - start), ticker.due())))
             interval = min(interval * 1.5, self.max_poll_interval)
+            last = current  # said before the next read, which may be slow (a guest agent's ping)
+            ticker.tick(lambda waited, seen=last: "%s: still waiting for %s (%d s of %d s, state %s, heartbeat %s)"
+                        % (vm.name, what, waited, timeout, seen.power_state_raw, seen.heartbeat))
             current = self.refresh(vm, heartbeat=heartbeat)
         return current

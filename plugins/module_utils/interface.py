@@ -16,7 +16,7 @@ from contextlib import ExitStack
 
 from ansible.module_utils.common.parameters import env_fallback
 from ansible_collections.virtops.unified.plugins.module_utils import model, power, registry, runbook
-from ansible_collections.virtops.unified.plugins.module_utils.driver import START
+from ansible_collections.virtops.unified.plugins.module_utils.driver import ACTIONS, START
 
 
 def _connection_spec():
@@ -134,27 +134,34 @@ INFO_SPEC = dict(CONNECTION_SPEC, **TARGET_SPEC, heartbeat={"type": "bool", "def
 INFO_RULES = {"mutually_exclusive": [("name", "uuid")]}
 
 
-def connect(params):
-    """Open the driver of params['platform'] with its connection options."""
+def connect(params, progress=None, trace=None):
+    """Open the driver of params['platform'] with its connection options. `progress` and
+    `trace` (callables taking one line, or None) become the driver's own (Driver.progress,
+    Driver.trace): its inner waits report through the first, its API calls through the second."""
     if not params.get("platform"):
         raise model.VirtError("no platform: run the task against a host of a virtops inventory, or set platform",
                               hint="One of: %s" % ", ".join(registry.platforms()))
-    return registry.get(params["platform"]).open(params, connect_timeout=params.get("connect_timeout", 30))
+    platform = registry.get(params["platform"])
+    # the driver's class holds them while it opens, so that the login's calls are traced too
+    with platform.driver.listening(progress, trace):
+        drv = platform.open(params, connect_timeout=params.get("connect_timeout", 30))
+    drv.progress, drv.trace = progress, trace
+    return drv
 
 
-def run_power(params, check_mode=False, progress=None, intent=None):
+def run_power(params, check_mode=False, progress=None, intent=None, trace=None):
     power.heartbeat_mode(params.get("wait_for_heartbeat", False))  # a bad value costs no login
-    with connect(params) as drv:
+    with connect(params, progress, trace) as drv:
         return power.apply(drv, params, check_mode=check_mode, progress=progress, intent=intent)
 
 
-def run_migrate(params, check_mode=False, progress=None, intent=None, trail=None):
+def run_migrate(params, check_mode=False, progress=None, intent=None, trail=None, trace=None):
     """Move a running VM to another host of the same endpoint (vMotion), or with
     `moves` several, in order, through one connection (see _run_moves)."""
     if params.get("moves"):
-        return _run_moves(params, check_mode=check_mode, progress=progress, trail=trail)
+        return _run_moves(params, check_mode=check_mode, progress=progress, trail=trail, trace=trace)
     begun = time.monotonic()
-    with connect(params) as drv:
+    with connect(params, progress, trace) as drv:
         _require_migrate(drv)
         result = _migrate_one(drv, params, check_mode, progress, intent, begun)
     result["elapsed"] = round(time.monotonic() - begun, 2)
@@ -178,11 +185,17 @@ def _migrate_one(drv, params, check_mode, progress, intent, begun):
                 intent(vm, [{"action": "migrate", "destination": target}])
             if progress:
                 progress("%s: migrating from %s to %s" % (vm.name, vm.host, target))
-            drv.migrate(vm, target, timeout=params.get("wait_timeout", 3600))
+            try:
+                drv.migrate(vm, target, timeout=params.get("wait_timeout", 3600))
+            except model.Timeout as exc:
+                exc.changed = True  # the platform took the move and may still carry it out
+                raise
             vm = drv.refresh(vm)
             if vm.host != target:
-                raise model.VirtError("%s: migration to %s reported success but the VM is on %s"
+                exc = model.VirtError("%s: migration to %s reported success but the VM is on %s"
                                       % (vm.name, target, vm.host))
+                exc.changed = True
+                raise exc
     except model.VirtError as exc:
         power.keep_identity(exc, vm, begun)
         raise
@@ -205,7 +218,7 @@ def _announcing(audit, announced):
     return intent
 
 
-def _run_moves(params, check_mode=False, progress=None, trail=None):
+def _run_moves(params, check_mode=False, progress=None, trail=None, trace=None):
     """Each of params['moves'] in order, through one connection, stopping at the first
     that fails (on_failure=continue: going on with the next; the endpoint lost or an
     audit line that cannot be written still stops them). Returns one RV(moves) entry per move asked for: moved, already there,
@@ -222,6 +235,7 @@ def _run_moves(params, check_mode=False, progress=None, trail=None):
                "result": "not tried"} for m in moves]
     moved = []  # "name (to host)" of each VM moved so far
     failed = []  # "name: why" of each VM that could not move, when going on past failures
+    partial = []  # the VMs among them that the platform may still have moved (a move timed out)
     go_on = params.get("on_failure") == "continue"
 
     def stop(exc, index=None):
@@ -237,12 +251,13 @@ def _run_moves(params, check_mode=False, progress=None, trail=None):
         if untried:
             told += "; not tried: %s" % ", ".join(e["name"] or e["uuid"] for e in untried)
         exc.hint = "%s. %s" % (exc.hint.rstrip("."), told) if exc.hint else told
+        exc.changed = bool(moved) or bool(getattr(exc, "changed", False))
         exc.moves = report
         exc.elapsed = round(time.monotonic() - begun, 2)
         return exc
 
     try:
-        drv = connect(params)
+        drv = connect(params, progress, trace)
     except model.VirtError as exc:
         raise stop(exc) from None
     with drv:
@@ -268,6 +283,8 @@ def _run_moves(params, check_mode=False, progress=None, trail=None):
                     audit.outcome(failure(exc))
                 if go_on and not isinstance(exc, model.Unreachable):
                     failed.append("%s: %s" % (entry["name"] or entry["uuid"], exc))
+                    if getattr(exc, "changed", False):
+                        partial.append(entry["name"] or entry["uuid"])
                     continue
                 raise stop(exc, index) from None
             result.pop("diff", None)
@@ -286,6 +303,7 @@ def _run_moves(params, check_mode=False, progress=None, trail=None):
         exc = model.VirtError("%d of %d VM(s) not moved: %s" % (len(failed), len(moves), " | ".join(failed)),
                               hint="Moved: %s" % (", ".join(moved) if moved else "nothing"))
         exc.moves = report
+        exc.changed = bool(moved) or bool(partial)
         exc.elapsed = round(time.monotonic() - begun, 2)
         raise exc
     return {"changed": any(e["result"] in ("moved", "would move") for e in report), "moves": report,
@@ -338,7 +356,7 @@ def run_guard(params, who, check_mode=False, holder=None):
     return result
 
 
-def run_recover(params, check_mode=False, progress=None, intent=None, trail=None, connection=None):
+def run_recover(params, check_mode=False, progress=None, intent=None, trail=None, connection=None, trace=None):
     """Start a VM of a failed host on `destination_host`, or with `recoveries` several,
     in the given (priority) order, one connection per endpoint (see _run_recoveries).
 
@@ -349,9 +367,10 @@ def run_recover(params, check_mode=False, progress=None, intent=None, trail=None
     host is left alone.
     """
     if params.get("recoveries"):
-        return _run_recoveries(params, check_mode=check_mode, progress=progress, trail=trail, connection=connection)
+        return _run_recoveries(params, check_mode=check_mode, progress=progress, trail=trail, connection=connection,
+                               trace=trace)
     begun = time.monotonic()
-    with connect(params) as drv:
+    with connect(params, progress, trace) as drv:
         result = _recover_one(drv, params, check_mode, progress, intent, begun)
     result["elapsed"] = round(time.monotonic() - begun, 2)
     return result
@@ -371,6 +390,7 @@ def _recover_one(drv, params, check_mode, progress, intent, begun):
         if params.get("wait_for_heartbeat"):
             steps.append(power.Step("heartbeat", model.HB_OK, params["wait_timeout"]))
         found = vm
+        registered = False  # the VM was moved to (registered on) the destination
         style = registry.get(drv.platform).recovery
         try:
             if style is None:
@@ -383,8 +403,10 @@ def _recover_one(drv, params, check_mode, progress, intent, begun):
                 if progress:
                     progress("%s: registering on %s" % (vm.name, dest))
                 vm = drv.recover(vm, dest, timeout=params["wait_timeout"])
+                registered = True
             after, actions = power.execute(drv, vm, steps, progress=progress)
         except model.VirtError as exc:
+            exc.changed = registered or bool(getattr(exc, "changed", False))
             power.keep_identity(exc, found, begun)
             raise
         result.update(changed=True, after=after.summary(), actions=actions)
@@ -396,7 +418,7 @@ def _endpoint_key(params):
     return tuple(sorted((k, str(params.get(k))) for k in CONNECTION_SPEC if params.get(k) is not None))
 
 
-def _run_recoveries(params, check_mode=False, progress=None, trail=None, connection=None):
+def _run_recoveries(params, check_mode=False, progress=None, trail=None, connection=None, trace=None):
     """Each of params['recoveries'] in the order given (the restart priority), going on
     past a VM that fails: a recovery brings back all it can. One connection per endpoint,
     opened at its first use and kept to the end, so the order is the one asked for
@@ -430,7 +452,7 @@ def _run_recoveries(params, check_mode=False, progress=None, trail=None, connect
             try:
                 if key not in drivers:
                     try:
-                        drivers[key] = stack.enter_context(connect(one))
+                        drivers[key] = stack.enter_context(connect(one, progress, trace))
                     except model.VirtError as exc:
                         drivers[key] = exc
                 if isinstance(drivers[key], model.VirtError):
@@ -443,6 +465,8 @@ def _run_recoveries(params, check_mode=False, progress=None, trail=None, connect
                     entry.update(name=exc.before.get("name"), uuid=exc.before.get("uuid"), before=exc.before)
                 if getattr(exc, "actions", None):
                     entry["actions"] = exc.actions
+                if getattr(exc, "changed", False):
+                    entry["changed"] = True  # started (or registered) before it failed
                 if announced:
                     audit.outcome(failure(exc))
                 failed.append("%s: %s" % (entry["name"] or entry["uuid"], exc))
@@ -461,10 +485,11 @@ def _run_recoveries(params, check_mode=False, progress=None, trail=None, connect
                 for later in report[index + 1:]:
                     later["msg"] = "not tried, the recoveries stopped at %s" % (entry["name"] or entry["uuid"])
                 return {"failed": True, "msg": result["msg"], "error_type": "AuditError", "recoveries": report,
-                        "changed": bool(done), "elapsed": round(time.monotonic() - begun, 2)}
+                        "changed": True, "elapsed": round(time.monotonic() - begun, 2)}
             if result["changed"] and not check_mode:
                 done.append("%s (on %s)" % (entry["name"], result["after"]["host"]))
-    result = {"changed": any(e["result"] in ("recovered", "would recover") for e in report), "recoveries": report,
+    result = {"changed": any(e["result"] in ("recovered", "would recover") or e.get("changed") for e in report),
+              "recoveries": report,
               "elapsed": round(time.monotonic() - begun, 2)}
     if failed:  # a failed result rather than an error: it carries what was recovered
         result.update(failed=True, msg="%d of %d VM(s) not recovered: %s. Recovered: %s" % (
@@ -472,11 +497,11 @@ def _run_recoveries(params, check_mode=False, progress=None, trail=None, connect
     return result
 
 
-def run_maintenance(params, check_mode=False, progress=None):
+def run_maintenance(params, check_mode=False, progress=None, trace=None):
     """Put a host in (present) or out of (absent) maintenance mode."""
     begun = time.monotonic()
     on = params["state"] == "present"
-    with connect(params) as drv:
+    with connect(params, progress, trace) as drv:
         if registry.MAINTENANCE not in drv.capabilities:
             raise model.Unsupported("%s: maintenance mode is not a %s notion" % (params["name"], drv.platform),
                                     hint="Stop or move the VMs and take the host out of service by hand")
@@ -485,14 +510,18 @@ def run_maintenance(params, check_mode=False, progress=None):
         if changed and not check_mode:
             if progress:
                 progress("%s: %s maintenance mode" % (host.name, "entering" if on else "leaving"))
-            drv.set_maintenance(host.name, on, timeout=params["wait_timeout"])
+            try:
+                drv.set_maintenance(host.name, on, timeout=params["wait_timeout"])
+            except model.Timeout as exc:
+                exc.changed = True  # the platform took it and may still carry it out
+                raise
     return {"changed": changed, "host": host.name, "maintenance": on if (changed and not check_mode) else
             host.connection_state == model.MAINTENANCE, "elapsed": round(time.monotonic() - begun, 2)}
 
 
-def run_info(params):
+def run_info(params, trace=None):
     begun = time.monotonic()
-    with connect(params) as drv:
+    with connect(params, trace=trace) as drv:
         if params.get("name") or params.get("uuid"):
             vm = drv.find(name=params.get("name"), uuid=params.get("uuid"))
             if params.get("heartbeat") and vm.power_state == model.RUNNING:
@@ -509,10 +538,23 @@ def run_info(params):
     }
 
 
+def took_effect(actions):
+    """Whether any of these step records is a power action the platform took: its state
+    was reached (ok), or it was asked and not awaited, or it ran out of time (the
+    request was taken, the guest or the platform may still carry it out)."""
+    return any(a.get("action") in ACTIONS and a.get("result") in ("ok", "timeout", "not waited")
+               for a in actions or ())
+
+
 def failure(exc):
-    """A failed-task result from a driver error: message, type, steps done."""
+    """A failed-task result from a driver error: message, type, steps done, and `changed`:
+    true when a power action took effect before the failure (exc.changed, set by the run,
+    else read from its actions), so that a VM power-cycled before a later step failed is
+    not reported unchanged."""
+    changed = getattr(exc, "changed", None)
     result = {
         "failed": True,
+        "changed": bool(changed) if changed is not None else took_effect(getattr(exc, "actions", None)),
         "msg": str(exc),
         "error_type": type(exc).__name__,
     }
@@ -520,6 +562,8 @@ def failure(exc):
         result["actions"] = exc.actions
     if getattr(exc, "before", None):
         result["before"] = exc.before
+    if getattr(exc, "after", None):
+        result["after"] = exc.after
     if getattr(exc, "elapsed", None) is not None:
         result["elapsed"] = exc.elapsed
     if getattr(exc, "moves", None) is not None:

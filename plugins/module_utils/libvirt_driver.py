@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 import uuid as uuidlib
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlsplit
@@ -249,10 +250,21 @@ class LibvirtDriver(base.Driver):
         return model.VirtError(msg, raw=raw)
 
     def _call(self, func, *args, doing=None):
+        """One libvirt call, its error mapped to a typed one; traced with its time."""
+        began, outcome = time.monotonic(), "ok"
         try:
             return func(*args)
         except libvirt.libvirtError as exc:
+            outcome = "error %s" % exc.get_error_code()
             raise self._error(exc, doing or getattr(func, "__name__", "call")) from exc
+        finally:
+            if self.trace:
+                name = getattr(func, "__name__", "call")
+                self._traced("%s (%s)" % (name, doing) if doing else name, outcome, began)
+
+    def _traced(self, what, outcome, began):
+        if self.trace:
+            self.trace("libvirt %s: %s %s %d ms" % (self.safe_uri, what, outcome, base.elapsed_ms(began)))
 
     def endpoint(self):
         return {"platform": PLATFORM, "uri": self.safe_uri, "hypervisor_name": self.name}
@@ -350,13 +362,17 @@ class LibvirtDriver(base.Driver):
         guest-sync before each later ping waits its own 5 s (libvirt 9)."""
         if libvirt_qemu is None:
             return model.HB_UNKNOWN
+        began, outcome = time.monotonic(), "ok"
         try:
             libvirt_qemu.qemuAgentCommand(dom, _AGENT_PING, 2, 0)
             return model.HB_OK
         except libvirt.libvirtError as exc:
+            outcome = "error %s" % exc.get_error_code()
             if exc.get_error_code() in (libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_ERR_OPERATION_TIMEOUT):
                 return model.HB_LOST
             return model.HB_UNKNOWN  # no agent configured, or a driver without agents
+        finally:
+            self._traced("qemuAgentCommand guest-ping", outcome, began)
 
     # --- actions ---------------------------------------------------------
     def _within(self, func, timeout, doing):
@@ -375,8 +391,16 @@ class LibvirtDriver(base.Driver):
                 box["error"] = exc
 
         worker = threading.Thread(target=target, daemon=True, name="libvirt %s" % doing)
+        began = time.monotonic()
+        ticker = self.ticker(began)
         worker.start()
-        worker.join(max(1, timeout))
+        deadline = began + max(1, timeout)
+        while worker.is_alive() and time.monotonic() < deadline:
+            worker.join(max(0.05, min(deadline - time.monotonic(), ticker.due())))
+            ticker.tick(lambda waited: "%s: libvirt still carrying out %s (%d s of %d s)"
+                        % (doing.split(" ", 1)[-1], getattr(func, "__name__", "the request"), waited, timeout))
+        self._traced("%s (%s)" % (getattr(func, "__name__", "call"), doing),
+                     "error" if "error" in box else "ok" if box.get("done") else "left in flight", began)
         if "error" in box:
             raise self._error(box["error"], doing)
 

@@ -146,7 +146,9 @@ class AuthFailed(VirtError):
 
 
 class Timeout(VirtError):
-    hint = "Raise the timeout, or use force to escalate"
+    # vm_power replaces it with one that fits the step (power.timeout_hint): only a graceful
+    # shutdown is helped by force
+    hint = "The platform may still be at work: check the machine there before retrying, or raise the timeout"
 
 
 class Unsupported(VirtError):

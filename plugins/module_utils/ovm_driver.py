@@ -119,24 +119,15 @@ class OvmDriver(base.Driver):
         """One call, within the deadline; the JSON answer. Basic auth until a session cookie is held."""
         url = "%s/%s" % (self.base, path)
         for attempt in (1, 2):
+            began = time.monotonic()
             try:
                 resp = self.session.request(method, url, params=params, json=body, verify=self.verify,
                                             auth=None if self._logged_in else self._auth,
                                             timeout=(self.timeout, self.timeout))
-            except requests.exceptions.SSLError as exc:
-                text = str(exc)
-                found = text.find("certificate verify failed")
-                raise model.VirtError(
-                    "ovm %s: certificate not trusted" % self.label,
-                    raw=text[found:].split(" (_ssl", 1)[0] if found >= 0 else text[:300],
-                    hint="Give the Manager's CA certificate as ca_path, or set validate_certs: false for a lab"
-                ) from None
-            except requests.exceptions.Timeout:
-                raise model.Unreachable("ovm %s: no answer within %ss during %s" % (self.label, self.timeout, doing),
-                                        raw="timed out") from None
             except requests.exceptions.RequestException as exc:
-                raise model.Unreachable("ovm %s: cannot connect during %s" % (self.label, doing),
-                                        raw=type(exc).__name__) from None
+                self._traced(method, path, params, type(exc).__name__, began)
+                raise self._wire_error(exc, doing) from None
+            self._traced(method, path, params, resp.status_code, began)
             if resp.status_code == 401:
                 if self._logged_in and attempt == 1:  # the session expired: log in again, once
                     self._logged_in = False
@@ -155,6 +146,28 @@ class OvmDriver(base.Driver):
         except ValueError:
             raise model.VirtError("ovm %s: %s: the answer is not JSON" % (self.label, doing),
                                   raw=resp.text[:200]) from None
+
+    def _traced(self, method, path, params, status, began):
+        """One trace line per request: method, path (and query), status, milliseconds. The
+        credentials ride in a header, never in the path: nothing secret is shown."""
+        if self.trace:
+            query = "?" + urllib.parse.urlencode(params) if params else ""
+            self.trace("ovm %s: %s %s%s %s %d ms"
+                       % (self.label, method, urllib.parse.unquote(path), query, status, base.elapsed_ms(began)))
+
+    def _wire_error(self, exc, doing):
+        """The typed error for a request that got no answer."""
+        if isinstance(exc, requests.exceptions.SSLError):
+            text = str(exc)
+            found = text.find("certificate verify failed")
+            return model.VirtError(
+                "ovm %s: certificate not trusted" % self.label,
+                raw=text[found:].split(" (_ssl", 1)[0] if found >= 0 else text[:300],
+                hint="Give the Manager's CA certificate as ca_path, or set validate_certs: false for a lab")
+        if isinstance(exc, requests.exceptions.Timeout):
+            return model.Unreachable("ovm %s: no answer within %ss during %s" % (self.label, self.timeout, doing),
+                                     raw="timed out")
+        return model.Unreachable("ovm %s: cannot connect during %s" % (self.label, doing), raw=type(exc).__name__)
 
     @staticmethod
     def _error_text(resp):
@@ -262,12 +275,14 @@ class OvmDriver(base.Driver):
             raise model.VirtError("ovm %s: %s: the Manager returned no job" % (self.label, doing), raw=str(job)[:200])
         return job
 
-    def _wait_job(self, job, doing, timeout, abort_on_timeout=False):
+    def _wait_job(self, job, doing, timeout, abort_on_timeout=False, who=None):
         """Poll the job until summaryDone, within timeout seconds. Returns the job done, or
         None when it is still running at the deadline (abort_on_timeout: after aborting it,
-        so that it does not act later)."""
+        so that it does not act later). A progress line each note_every seconds
+        ("web01: Oracle VM job 'Stop VM' RUNNING (15 s of 120 s)")."""
         job_id = _value(job.get("id"))
         start = time.monotonic()
+        ticker = self.ticker(start)
         interval = self.job_poll
         checked = False
         while not job.get("summaryDone"):
@@ -277,12 +292,17 @@ class OvmDriver(base.Driver):
                 self._refuse_unless_running(job_id, doing)
             if waited >= timeout:
                 if abort_on_timeout:
+                    if self.progress:
+                        self.progress("%s: Oracle VM job '%s' still %s after %d s: aborting it"
+                                      % (who or doing, job.get("name") or doing, job.get("jobRunState"), waited))
                     self._abort(job_id, doing)
                     return None
                 raise model.Timeout("ovm %s: job %s (%s) still %s after %ds"
                                     % (self.label, doing, job_id, job.get("jobRunState"), timeout))
-            time.sleep(min(interval, max(0.05, timeout - waited)))
+            time.sleep(max(0.05, min(interval, timeout - waited, ticker.due())))
             interval = min(interval * 1.5, self.max_poll_interval)
+            ticker.tick(lambda seconds, seen=job: "%s: Oracle VM job '%s' %s (%d s of %d s)"
+                        % (who or doing, seen.get("name") or doing, seen.get("jobRunState"), seconds, timeout))
             job = self._request("GET", self._path("Job", job_id), "read job %s" % job_id)
         if job.get("jobRunState") != "SUCCESS":
             raise self._job_failure(job, doing)
@@ -337,7 +357,7 @@ class OvmDriver(base.Driver):
             # the guest may ignore it: at the step's deadline the stop job is aborted, so that
             # the planner's kill is not refused as a second job on a locked VM
             try:
-                self._wait_job(job, doing, timeout, abort_on_timeout=True)
+                self._wait_job(job, doing, timeout, abort_on_timeout=True, who=vm.name)
             except model.Unreachable:
                 raise
             except model.VirtError as exc:
@@ -346,7 +366,7 @@ class OvmDriver(base.Driver):
                     raise
                 # the guest did not stop and the Manager gave up on it: wait_for tells, then kill
             return
-        self._wait_job(job, doing, timeout)
+        self._wait_job(job, doing, timeout, who=vm.name)
 
     def _server_id(self, host_name):
         named = [sid for sid, s in self.servers.items() if s.get("name") == host_name]
@@ -366,7 +386,7 @@ class OvmDriver(base.Driver):
         doing = "migrate %s to %s" % (vm.name, host_name)
         self._wait_job(self._job("PUT", self._path("Vm", vm_id(vm.uuid), "migrate"), doing,
                                  params={"serverId": server_id}),
-                       doing, timeout)
+                       doing, timeout, who=vm.name)
 
     def set_maintenance(self, host_name, on, timeout=3600):
         server_id = self._server_id(host_name)
@@ -375,7 +395,7 @@ class OvmDriver(base.Driver):
             return False
         doing = "%s maintenance mode on %s" % ("enter" if on else "leave", host_name)
         self._wait_job(self._job("PUT", self._path("Server", server_id), doing,
-                                 body=dict(server, maintenanceMode=bool(on))), doing, timeout)
+                                 body=dict(server, maintenanceMode=bool(on))), doing, timeout, who=host_name)
         return True
 
     def recover(self, vm, host_name, timeout=600):
@@ -389,7 +409,11 @@ class OvmDriver(base.Driver):
                 hint="If %s is only cut off from the Manager it still runs its VMs. Confirm it is powered off "
                      "(fence it): the Manager then shows its VMs stopped, and they can be started elsewhere" % vm.host)
         if vm.host != host_name:
-            self.migrate(vm, host_name, timeout=timeout)
+            try:
+                self.migrate(vm, host_name, timeout=timeout)
+            except model.Timeout as exc:
+                exc.changed = True  # the Manager took the move and may still carry it out
+                raise
         return self.refresh(vm)
 
 

@@ -10,6 +10,7 @@ both modes report alike and asking for the current state changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 
@@ -149,14 +150,59 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def diff(vm, state):
-    """The --diff view: power state before and the state asked for."""
+def diff(vm, state, steps=(), after=None, actions=None):
+    """The --diff view: the power state before, and after with the path between them.
+
+    Without `after` (check mode, or nothing to do) the path is the planned one; with it
+    (a run), the path is the steps as they ran (`actions`), the state as read back."""
+    before = {"power_state": vm.power_state, "power_state_raw": vm.power_state_raw}
+    if after is None:
+        lands = _LANDS[state] if steps else vm.power_state
+        out = {"power_state": lands,
+               "power_state_raw": vm.power_state_raw if lands == vm.power_state else "(not read: check mode)"}
+    else:
+        out = {"power_state": after.power_state, "power_state_raw": after.power_state_raw}
+    if steps:
+        out["path"] = power_path(vm, steps, actions if after is not None else None)
+    if any(s["action"] == "heartbeat" for s in steps):
+        before["heartbeat"] = vm.heartbeat
+        out["heartbeat"] = after.heartbeat if after is not None else "%s (planned)" % model.HB_OK
     return {
-        "before": {"power_state": vm.power_state, "power_state_raw": vm.power_state_raw},
-        "after": {"power_state": _LANDS[state]},
+        "before": before,
+        "after": out,
         "before_header": "%s (%s)" % (vm.name, vm.uuid),
         "after_header": "%s (%s)" % (vm.name, vm.uuid),
     }
+
+
+def power_path(vm, steps, actions=None):
+    """The way from the state before to the state after, one arrow per step:
+    "running -(shutdown)-> stopped -(start)-> running". With `actions` (the records of a
+    run) each arrow says what ran (an escalation: "shutdown timeout, poweroff"); without,
+    it is the plan ("shutdown, else poweroff") and ends "(planned)"."""
+    parts = [vm.power_state]
+    records = iter(actions) if actions is not None else None
+    for step in steps:
+        if step["action"] == "heartbeat":
+            if records is None:
+                parts.append("then the guest heartbeat")
+            else:
+                parts.append("heartbeat %s" % next(records, {}).get("result", "not run"))
+            continue
+        if records is None:
+            label = step["action"] + (", else %s" % step["escalate_to"] if step.get("escalate_to") else "")
+            reached = step["expect"]
+        else:
+            record = next(records, {})
+            label = step["action"]
+            if record.get("result") in ("timeout", "refused") and step.get("escalate_to"):
+                label += " %s, %s" % (record["result"], step["escalate_to"])
+                record = next(records, {})
+            result = record.get("result", "not run")
+            reached = step["expect"] if result == "ok" else "%s (%s)" % (step["expect"], result)
+        parts.append("-(%s)-> %s" % (label, reached))
+    text = " ".join(parts).replace(" then", ", then").replace(" heartbeat", ", heartbeat")
+    return text + (" (planned)" if records is None else "")
 
 
 def check_host(vm, expected_host):
@@ -175,21 +221,73 @@ def execute(driver, vm, steps, wait=True, progress=None):
     Every step is waited on within its budget, except the last when
     `wait` is false. A graceful shutdown that times out escalates to its
     `escalate_to` primitive if planned, otherwise raises model.Timeout.
-    On error the actions done so far are attached to the exception.
+    On error the exception carries the actions done so far (`actions`), whether a power
+    action took effect (`changed`), the machine as last read where a wait read it
+    (`after`), and for a timeout a hint that fits the step that ran out of time.
     """
     actions = []
+    effects = []  # the power requests the platform took, in order
     current = vm
     try:
         for index, step in enumerate(steps):
             last = index == len(steps) - 1
-            current = _run_step(driver, current, step, wait or not last, progress, actions)
+            current = _run_step(driver, current, step, wait or not last, progress, actions, effects)
     except model.VirtError as exc:
         exc.actions = actions
+        exc.changed = bool(effects) or bool(getattr(exc, "changed", False))
+        seen = getattr(exc, "machine", None)
+        if seen is not None:
+            exc.after = seen.summary()
         raise
     return current, actions
 
 
-def _run_step(driver, vm, step, wait, progress, actions):
+#: each platform's guest agent, for hints about a guest that does not answer
+GUEST_AGENTS = {"vmware": "VMware Tools", "libvirt": "the QEMU guest agent", "ovm": "the Oracle VM Guest Additions"}
+
+
+def _what_was_done(effects):
+    """How a run that got as far as the heartbeat changed the VM, in a word."""
+    if START in effects and any(a in effects for a in (SHUTDOWN, POWEROFF, RESET)):
+        return "power-cycled"
+    if RESET in effects:
+        return "reset"
+    if RESUME in effects:
+        return "resumed"
+    return "started"
+
+
+def timeout_hint(driver, vm, step, effects, exc):
+    """What to do about a step that ran out of time, for that step: only a graceful
+    shutdown is helped by force."""
+    action, seconds = step["action"], step["timeout"]
+    agent = GUEST_AGENTS.get(driver.platform, "its guest agent")
+    seen = getattr(exc, "machine", None)
+    state = ("the power state is as `after` says (%s, heartbeat %s)" % (seen.power_state_raw, seen.heartbeat)
+             if seen is not None else "check its power state on the platform")
+    if action == "heartbeat":
+        if seen is None:
+            runs = "runs"
+        else:
+            runs = "%s (as `after` says: %s, heartbeat %s)" % (
+                "runs" if seen.power_state == model.RUNNING else "is %s now" % seen.power_state,
+                seen.power_state_raw, seen.heartbeat)
+        return ("%s was %s and %s, but its guest has not reported a heartbeat within wait_timeout (%ds): check the "
+                "guest OS on its console (a boot stuck on a disk check or a prompt, a kernel panic) and that %s "
+                "runs in it. Nothing more was done" % (vm.name, _what_was_done(effects), runs, seconds, agent))
+    if action == SHUTDOWN:
+        return ("The guest did not shut down within shutdown_timeout (%ds) and nothing else was done: use force: true "
+                "to escalate to a hard power-off, raise shutdown_timeout, or check that the guest OS takes "
+                "shutdown requests (%s, ACPI); %s" % (seconds, agent, state))
+    if action == START:
+        return ("The platform did not report %s running within wait_timeout (%ds) after the start was asked: check "
+                "the VM and its host on the platform (the task or job, the host's events and free resources); "
+                "raise wait_timeout if the host is only slow; %s" % (vm.name, seconds, state))
+    return ("The platform did not finish the %s of %s within %ds: check the VM and its host on the platform before "
+            "retrying, or raise wait_timeout if it is only slow; %s" % (action, vm.name, seconds, state))
+
+
+def _run_step(driver, vm, step, wait, progress, actions, effects):
     action = step["action"]
     started = time.monotonic()
     record = {"action": action, "started": _now()}
@@ -207,6 +305,8 @@ def _run_step(driver, vm, step, wait, progress, actions):
 
     if action == "heartbeat":
         what = "guest heartbeat"
+        if progress:
+            progress("%s: waiting up to %ds for the guest heartbeat" % (vm.name, step["timeout"]))
     else:
         what = "power state %s" % step["expect"]
         if progress:
@@ -218,21 +318,29 @@ def _run_step(driver, vm, step, wait, progress, actions):
             done("refused", exc)
             if not step.get("escalate_to"):
                 raise
-            return _escalate(driver, vm, step, wait, progress, actions)
+            return _escalate(driver, vm, step, wait, progress, actions, effects)
+        except model.Timeout as exc:
+            # the platform took the request and is still at it (a vSphere task, an Oracle VM job)
+            effects.append(action)
+            done("timeout", exc)
+            exc.hint = timeout_hint(driver, vm, step, effects, exc)
+            raise
         except model.VirtError as exc:
             done("failed", exc)
             raise
+        effects.append(action)
     try:
         if wait:  # one budget per step: the request's own time counts (a slow task, a slow agent)
             vm = driver.wait_for(vm, reached, step["timeout"], what, progress, heartbeat=action == "heartbeat",
                                  started=started)
         else:
             vm = driver.refresh(vm)
-    except model.Timeout:
+    except model.Timeout as exc:
         done("timeout")
         if not step.get("escalate_to"):
+            exc.hint = timeout_hint(driver, vm, step, effects, exc)
             raise
-        return _escalate(driver, vm, step, wait, progress, actions)
+        return _escalate(driver, vm, step, wait, progress, actions, effects)
     except model.VirtError as exc:
         done("failed", exc)  # the step began and then failed (a host cut off mid-task, an endpoint gone)
         raise
@@ -240,12 +348,12 @@ def _run_step(driver, vm, step, wait, progress, actions):
     return vm
 
 
-def _escalate(driver, vm, step, wait, progress, actions):
+def _escalate(driver, vm, step, wait, progress, actions, effects):
     """The graceful step failed or ran out of time: run its planned hard step."""
     if progress:
         progress("%s: no graceful %s, escalating to %s" % (vm.name, step["action"], step["escalate_to"]))
     return _run_step(driver, vm, Step(step["escalate_to"], step["expect"], step["escalate_timeout"]),
-                     wait, progress, actions)
+                     wait, progress, actions, effects)
 
 
 def apply(driver, params, check_mode=False, progress=None, intent=None):
@@ -280,16 +388,18 @@ def apply(driver, params, check_mode=False, progress=None, intent=None):
         wait_for_heartbeat = vm.heartbeat == model.HB_OK if mode == HEARTBEAT_AUTO else mode
         steps = plan(vm, state, wait_for_heartbeat=wait_for_heartbeat, **options)
         _require(driver, vm, state, steps)
-        result = {"changed": bool(steps), "before": vm.summary(), "diff": diff(vm, state)}
+        result = {"changed": bool(steps), "before": vm.summary(), "diff": diff(vm, state, steps)}
         if check_mode or not steps:
             result["after"] = vm.summary()
             result["actions"] = [dict(s, result="planned") for s in steps] if check_mode else []
         else:
             if intent:
                 intent(vm, steps)
+            found = dataclasses.replace(vm)  # as found: a driver may update its machine in place
             after, actions = execute(driver, vm, steps, wait=params.get("wait", True), progress=progress)
             result["after"] = after.summary()
             result["actions"] = actions
+            result["diff"] = diff(found, state, steps, after, actions)
     except model.VirtError as exc:
         keep_identity(exc, vm, begun)
         raise

@@ -140,13 +140,14 @@ class VmwareDriver(base.Driver):
         self.timeout = connect_timeout
         self.lost = False  # the connection failed: close() does not wait on a logout
         self.si = self._connect(username, password, connect_timeout)
-        self.content = self._call("read the service content", self.si.RetrieveContent)
+        self.content = self._call("read the service content", self.si.RetrieveContent, _api="RetrieveContent")
 
     # --- connection ------------------------------------------------------
     def _connect(self, username, password, timeout):
         # httpConnectionTimeout bounds every call after the version probe; the
         # default socket timeout bounds the probe (see _socket_default_timeout)
         bounded = _socket_default_timeout(timeout) if timeout else contextlib.nullcontext()
+        began, outcome = time.monotonic(), "ok"
         try:
             # an explicit context: pyVmomi skips verification for localhost without one
             context = ssl.create_default_context() if self.validate_certs else None
@@ -155,6 +156,7 @@ class VmwareDriver(base.Driver):
                                     sslContext=context, disableSslCertValidation=not self.validate_certs,
                                     httpConnectionTimeout=timeout or None, connectionPoolTimeout=-1)
         except vim.fault.InvalidLogin as exc:
+            outcome = "InvalidLogin"
             raise model.AuthFailed("vmware %s: login refused for user %r" % (self.label, username),
                                    raw=_fault_text(exc)) from None
         except ssl.SSLCertVerificationError as exc:
@@ -166,10 +168,13 @@ class VmwareDriver(base.Driver):
         except vmodl.MethodFault as exc:
             raise model.VirtError("vmware %s: login failed" % self.label, raw=_fault_text(exc)) from None
         except Exception as exc:  # pylint: disable=broad-except
+            outcome = type(exc).__name__
             if exc.__class__ is not Exception:
                 raise
             # SmartConnect's own words for an answer that is not a vSphere API's
             raise model.Unreachable("vmware %s: no vSphere API there" % self.label, raw=str(exc)) from None
+        finally:
+            self._traced("SmartConnect (log in)", outcome, began)
 
     def _lost_error(self, doing, exc):
         """The Unreachable error for a connection that failed or went silent."""
@@ -235,13 +240,27 @@ class VmwareDriver(base.Driver):
         return ("%s is not connected to vCenter (disconnected or not responding): check that host; "
                 "if it is dead, start its VMs on another host with %s" % (which, then))
 
-    def _call(self, doing, func, *args, **kwargs):
+    def _call(self, doing, func, *args, _api=None, **kwargs):
+        """One pyVmomi call (`_api`: its vSphere name; a getattr is a property read),
+        faults mapped to typed errors; traced with its time."""
+        began, outcome = time.monotonic(), "ok"
         try:
             return func(*args, **kwargs)
         except vmodl.MethodFault as exc:
+            outcome = _fault_name(exc)
             raise self._fault(exc, doing) from None
         except _CONNECTION_ERRORS as exc:
+            outcome = type(exc).__name__
             raise self._lost_error(doing, exc) from None
+        finally:
+            if self.trace:
+                if _api is None and func is getattr and len(args) == 2:
+                    _api = "read %s of %s" % (args[1], getattr(args[0], "_moId", type(args[0]).__name__))
+                self._traced("%s (%s)" % (_api or getattr(func, "__name__", "call"), doing), outcome, began)
+
+    def _traced(self, what, outcome, began):
+        if self.trace:
+            self.trace("vmware %s: %s %s %d ms" % (self.label, what, outcome, base.elapsed_ms(began)))
 
     # --- bulk read -------------------------------------------------------
     def _retrieve(self, objects=None, vms=True, hosts=True, doing="read inventory"):
@@ -258,7 +277,7 @@ class VmwareDriver(base.Driver):
         view = None
         if objects is None:
             view = self._call("create view", self.content.viewManager.CreateContainerView,
-                              self.content.rootFolder, types, True)
+                              self.content.rootFolder, types, True, _api="CreateContainerView")
             traverse = pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
             object_specs = [pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])]
         else:
@@ -268,12 +287,13 @@ class VmwareDriver(base.Driver):
         try:
             page = self._call(doing, collector.RetrievePropertiesEx,
                               [pc.FilterSpec(objectSet=object_specs, propSet=specs)],
-                              pc.RetrieveOptions(maxObjects=PAGE))
+                              pc.RetrieveOptions(maxObjects=PAGE), _api="RetrievePropertiesEx")
             while page:
                 out.extend(page.objects)
                 if not page.token:
                     break
-                page = self._call(doing, collector.ContinueRetrievePropertiesEx, page.token)
+                page = self._call(doing, collector.ContinueRetrievePropertiesEx, page.token,
+                                  _api="ContinueRetrievePropertiesEx")
         finally:
             if view is not None and not self.lost:
                 try:
@@ -354,7 +374,7 @@ class VmwareDriver(base.Driver):
     def find(self, name=None, uuid=None):
         if uuid:
             obj = self._call("find by uuid", self.content.searchIndex.FindByUuid,
-                             None, uuid, vmSearch=True, instanceUuid=True)
+                             None, uuid, vmSearch=True, instanceUuid=True, _api="FindByUuid")
             if obj is None:
                 raise model.NotFound("vmware %s: no VM with instance uuid %s" % (self.label, uuid))
             self._ensure_hosts()
@@ -371,8 +391,14 @@ class VmwareDriver(base.Driver):
         return self._read_vm(vm.handle, vm.name)
 
     # --- actions ---------------------------------------------------------
-    def _wait_task(self, task, doing, timeout=600, host=None):
-        deadline = time.monotonic() + timeout
+    def _wait_task(self, task, doing, timeout=600, host=None, who=None, method=None):
+        """Poll the task until it succeeds (its result) or fails (a typed error), within
+        timeout seconds; a progress line each note_every seconds ("web01: vSphere task
+        PowerOnVM_Task still running (30 s of 300 s)")."""
+        started = time.monotonic()
+        deadline = started + timeout
+        ticker = self.ticker(started)
+        interval = 0.2
         while True:
             info = self._call(doing, getattr, task, "info")
             if info.state == vim.TaskInfo.State.success:
@@ -380,21 +406,27 @@ class VmwareDriver(base.Driver):
             if info.state == vim.TaskInfo.State.error:
                 raise self._fault(info.error, doing, host) if isinstance(info.error, vmodl.MethodFault) \
                     else model.VirtError("vmware %s: %s failed" % (self.label, doing), raw=str(info.error))
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise model.Timeout("vmware %s: task %s still %s after %ds" % (self.label, doing, info.state, timeout))
-            time.sleep(0.2)
+            time.sleep(max(0.05, min(interval, ticker.due(), deadline - now)))
+            interval = min(interval * 1.5, 1.0)
+            ticker.tick(lambda waited, state=info.state: "%s: vSphere task %s still %s (%d s of %d s)"
+                        % (who or doing, method or getattr(info, "descriptionId", None) or doing, state, waited,
+                           timeout))
 
     def power(self, vm, action, timeout=600):
         obj = vm.handle
         doing = "%s %s" % (action, vm.name)
         if action == base.SHUTDOWN:
-            self._call(doing, obj.ShutdownGuest)  # no task: the guest acts on its own time
+            self._call(doing, obj.ShutdownGuest, _api="ShutdownGuest")  # no task: the guest acts on its own time
             return
         method = {base.START: "PowerOnVM_Task", base.POWEROFF: "PowerOffVM_Task",
                   base.RESET: "ResetVM_Task", base.SUSPEND: "SuspendVM_Task"}.get(action)
         if method is None:
             raise model.Unsupported("vmware: %s is not a vSphere power operation" % action)
-        self._wait_task(self._call(doing, getattr(obj, method)), doing, timeout=timeout, host=vm.host)
+        self._wait_task(self._call(doing, getattr(obj, method), _api=method), doing, timeout=timeout, host=vm.host,
+                        who=vm.name, method=method)
 
     def migrate(self, vm, host_name, timeout=3600):
         """vMotion to the named host (RelocateVM with only a host in the spec)."""
@@ -405,7 +437,8 @@ class VmwareDriver(base.Driver):
         doing = "migrate %s to %s" % (vm.name, host_name)
         compute = self._call(doing, getattr, target, "parent")
         spec = vim.vm.RelocateSpec(host=target, pool=self._call(doing, getattr, compute, "resourcePool"))
-        self._wait_task(self._call(doing, vm.handle.RelocateVM_Task, spec), doing, timeout)
+        self._wait_task(self._call(doing, vm.handle.RelocateVM_Task, spec, _api="RelocateVM_Task"), doing, timeout,
+                        who=vm.name, method="RelocateVM_Task")
 
     def set_maintenance(self, host_name, on, timeout=3600):
         """Enter or leave maintenance mode; vCenter refuses while VMs run there."""
@@ -417,11 +450,12 @@ class VmwareDriver(base.Driver):
         if bool(in_mm) == bool(on):
             return False
         doing = "%s maintenance mode on %s" % ("enter" if on else "exit", host_name)
+        method = "EnterMaintenanceMode_Task" if on else "ExitMaintenanceMode_Task"
         if on:
-            task = self._call(doing, target.EnterMaintenanceMode_Task, timeout=0, evacuatePoweredOffVms=False)
+            task = self._call(doing, target.EnterMaintenanceMode_Task, timeout=0, evacuatePoweredOffVms=False, _api=method)
         else:
-            task = self._call(doing, target.ExitMaintenanceMode_Task, timeout=0)
-        self._wait_task(task, doing, timeout)
+            task = self._call(doing, target.ExitMaintenanceMode_Task, timeout=0, _api=method)
+        self._wait_task(task, doing, timeout, who=host_name, method=method)
         return True
 
     def recover(self, vm, host_name, timeout=600):
@@ -435,10 +469,14 @@ class VmwareDriver(base.Driver):
         config = self._call(doing, getattr, vm.handle, "config")
         folder = self._call(doing, getattr, vm.handle, "parent")
         pool = self._call(doing, getattr, self._call(doing, getattr, target, "parent"), "resourcePool")
-        self._call(doing + " (unregister)", vm.handle.UnregisterVM)
-        task = self._call(doing + " (register)", folder.RegisterVM_Task, path=config.files.vmPathName,
-                          name=vm.name, asTemplate=False, pool=pool, host=target)
-        return self._read_vm(self._wait_task(task, doing, timeout))
+        self._call(doing + " (unregister)", vm.handle.UnregisterVM, _api="UnregisterVM")
+        try:
+            task = self._call(doing + " (register)", folder.RegisterVM_Task, path=config.files.vmPathName,
+                              name=vm.name, asTemplate=False, pool=pool, host=target, _api="RegisterVM_Task")
+            return self._read_vm(self._wait_task(task, doing, timeout, who=vm.name, method="RegisterVM_Task"))
+        except model.VirtError as exc:
+            exc.changed = True  # unregistered from its failed host already
+            raise
 
 
 PLATFORM_SPEC = registry.register(registry.Platform(

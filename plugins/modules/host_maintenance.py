@@ -56,6 +56,45 @@ EXAMPLES = r"""
     - name: Enter maintenance mode
       virtops.unified.host_maintenance:
         state: present
+
+- name: Maintenance of a host of a vCenter outside the inventory (module_defaults)
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - vcenter.vault.yml          # vault_vcenter_password: !vault | ... (ansible-vault encrypt_string)
+  module_defaults:
+    group/virtops.unified.vm:    # vm_power, vm_info, vm_migrate, vm_recover, host_maintenance
+      platform: vmware
+      hostname: vcenter.example.com
+      username: svc-virtops@vsphere.local
+      password: "{{ vault_vcenter_password }}"
+  tasks:
+    - name: Leave maintenance mode
+      virtops.unified.host_maintenance:
+        name: esx01
+        state: absent
+
+# Credentials: give them in one of these places, never as ad-hoc arguments
+# (ansible ... -m virtops.unified.host_maintenance -a 'password=...'), which ansible-core itself echoes in its
+# error output when an argument is wrong. First found wins (README, "Credentials"):
+#   - the task or module_defaults (a vaulted variable, as below);
+#   - the variable virtops_credentials, {endpoint id: options}, vaulted;
+#   - the files AWX credentials of the virtops types write (VIRTOPS_CREDENTIALS_<PLATFORM>);
+#   - the inventory source the host came from (inline, !vault, or its env: lookups);
+#   - the environment of ansible-playbook: VMWARE_USER / VMWARE_PASSWORD,
+#     OVM_USERNAME / OVM_PASSWORD, LIBVIRT_DEFAULT_URI.
+
+- name: Credentials per vCenter from a vaulted variable
+  hosts: esx01
+  gather_facts: false
+  vars_files:
+    # virtops_credentials:
+    #   vcenter.example.com: {username: svc-virtops@vsphere.local, password: !vault | ...}
+    - credentials.vault.yml
+  tasks:
+    - name: Enter maintenance mode
+      virtops.unified.host_maintenance:
+        state: present
 """
 
 RETURN = r"""

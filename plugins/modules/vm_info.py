@@ -58,6 +58,43 @@ EXAMPLES = r"""
         platform: libvirt
         uri: test:///default
       register: all_domains
+
+- name: Every VM of one Oracle VM Manager, the connection set once (module_defaults)
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - ovm.vault.yml              # vault_ovm_password: !vault | ... (ansible-vault encrypt_string)
+  module_defaults:
+    group/virtops.unified.vm:    # vm_power, vm_info, vm_migrate, vm_recover, host_maintenance
+      platform: ovm
+      hostname: ovmm.example.com
+      ca_path: /etc/pki/ovm/ovmm-ca.pem
+      username: admin
+      password: "{{ vault_ovm_password }}"
+  tasks:
+    - name: Bulk read
+      virtops.unified.vm_info:
+      register: pool
+
+# Credentials: give them in one of these places, never as ad-hoc arguments
+# (ansible ... -m virtops.unified.vm_info -a 'password=...'), which ansible-core itself echoes in its
+# error output when an argument is wrong. First found wins (README, "Credentials"):
+#   - the task or module_defaults (a vaulted variable, as below);
+#   - the variable virtops_credentials, {endpoint id: options}, vaulted;
+#   - the files AWX credentials of the virtops types write (VIRTOPS_CREDENTIALS_<PLATFORM>);
+#   - the inventory source the host came from (inline, !vault, or its env: lookups);
+#   - the environment of ansible-playbook: VMWARE_USER / VMWARE_PASSWORD,
+#     OVM_USERNAME / OVM_PASSWORD, LIBVIRT_DEFAULT_URI.
+
+- name: Credentials from the environment of ansible-playbook, or the inventory source
+  # VMWARE_USER=svc-virtops@vsphere.local VMWARE_PASSWORD="$(pass vcenter)" ansible-playbook ...
+  # or, with none set, from the inventory source the host came from (prod.vmware.yml:
+  # username and password inline, as !vault values, or as its env: lookups)
+  hosts: virt_vms
+  gather_facts: false
+  tasks:
+    - name: Read the VM through its endpoint
+      virtops.unified.vm_info:
 """
 
 RETURN = r"""

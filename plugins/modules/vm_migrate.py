@@ -107,6 +107,47 @@ EXAMPLES = r"""
     - name: Show where each went
       ansible.builtin.debug:
         msg: "{{ moved.moves | map(attribute='name') | zip(moved.moves | map(attribute='result')) }}"
+
+- name: Move a VM on a vCenter outside the inventory (module_defaults)
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - vcenter.vault.yml          # vault_vcenter_password: !vault | ... (ansible-vault encrypt_string)
+  module_defaults:
+    group/virtops.unified.vm:    # vm_power, vm_info, vm_migrate, vm_recover, host_maintenance
+      platform: vmware
+      hostname: vcenter.example.com
+      username: svc-virtops@vsphere.local
+      password: "{{ vault_vcenter_password }}"
+  tasks:
+    - name: Move web01 to esx02 with vMotion
+      virtops.unified.vm_migrate:
+        name: web01
+        destination_host: esx02
+
+# Credentials: give them in one of these places, never as ad-hoc arguments
+# (ansible ... -m virtops.unified.vm_migrate -a 'password=...'), which ansible-core itself echoes in its
+# error output when an argument is wrong. First found wins (README, "Credentials"):
+#   - the task or module_defaults (a vaulted variable, as below);
+#   - the variable virtops_credentials, {endpoint id: options}, vaulted;
+#   - the files AWX credentials of the virtops types write (VIRTOPS_CREDENTIALS_<PLATFORM>);
+#   - the inventory source the host came from (inline, !vault, or its env: lookups);
+#   - the environment of ansible-playbook: VMWARE_USER / VMWARE_PASSWORD,
+#     OVM_USERNAME / OVM_PASSWORD, LIBVIRT_DEFAULT_URI.
+
+- name: Credentials per vCenter from a vaulted variable
+  hosts: virt_host_esx01
+  gather_facts: false
+  serial: 1
+  vars_files:
+    # virtops_credentials:
+    #   vcenter2.example.com: {username: svc-virtops@vsphere.local, password: !vault | ...}
+    - credentials.vault.yml
+  tasks:
+    - name: Move it to esx02
+      virtops.unified.vm_migrate:
+        destination_host: esx02
+        expected_host: esx01
 """
 
 RETURN = r"""

@@ -129,6 +129,52 @@ EXAMPLES = r"""
     - name: Show where it runs now and whether its guest answers
       ansible.builtin.debug:
         msg: "{{ restarted.after.power_state }} on {{ restarted.after.host }}, heartbeat {{ restarted.after.heartbeat }}"
+
+- name: One endpoint outside the inventory for every virtops task of the play (module_defaults)
+  hosts: localhost
+  gather_facts: false
+  vars_files:
+    - vcenter.vault.yml          # vault_vcenter_password: !vault | ... (ansible-vault encrypt_string)
+  module_defaults:
+    group/virtops.unified.vm:    # vm_power, vm_info, vm_migrate, vm_recover, host_maintenance
+      platform: vmware
+      hostname: vcenter.example.com
+      username: svc-virtops@vsphere.local
+      password: "{{ vault_vcenter_password }}"
+  tasks:
+    - name: Restart web01 on that vCenter
+      virtops.unified.vm_power:
+        name: web01
+        state: restarted
+        force: true
+        reason: INC-1234
+
+# Credentials: give them in one of these places, never as ad-hoc arguments
+# (ansible ... -m virtops.unified.vm_power -a 'password=...'), which ansible-core itself echoes in its
+# error output when an argument is wrong. First found wins (README, "Credentials"):
+#   - the task or module_defaults (a vaulted variable, as below);
+#   - the variable virtops_credentials, {endpoint id: options}, vaulted;
+#   - the files AWX credentials of the virtops types write (VIRTOPS_CREDENTIALS_<PLATFORM>);
+#   - the inventory source the host came from (inline, !vault, or its env: lookups);
+#   - the environment of ansible-playbook: VMWARE_USER / VMWARE_PASSWORD,
+#     OVM_USERNAME / OVM_PASSWORD, LIBVIRT_DEFAULT_URI.
+
+- name: Credentials per endpoint from a vaulted variable, for VMs of the inventory
+  hosts: virt_vms:&web
+  gather_facts: false
+  serial: 1
+  vars_files:
+    # group_vars/all/credentials.yml works the same. Its content, each value vaulted with
+    # ansible-vault encrypt_string --name password:
+    #   virtops_credentials:
+    #     vcenter2.example.com: {username: svc-virtops@vsphere.local, password: !vault | ...}
+    #     ovmm.example.com: {username: admin, password: !vault | ...}
+    - credentials.vault.yml
+  tasks:
+    - name: Restart through the hypervisor, with the credentials of the VM's endpoint
+      virtops.unified.vm_power:
+        state: restarted
+        force: true
 """
 
 RETURN = r"""

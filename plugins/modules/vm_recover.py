@@ -96,6 +96,44 @@ EXAMPLES = r"""
           - {uuid: 5003a1b2-0000-0000-0000-000000000002, destination_host: esx03}
           - {uuid: 5003a1b2-0000-0000-0000-000000000003, destination_host: esx02}
         reason: esx01 lost power
+
+- name: Start a VM of a dead hypervisor on a standby one, the connection set once (module_defaults)
+  hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/virtops.unified.vm:    # vm_power, vm_info, vm_migrate, vm_recover, host_maintenance
+      platform: libvirt
+      uri: qemu+ssh://root@kvm02/system   # SSH keys, no password in the URI
+      hypervisor_name: kvm02
+  tasks:
+    - name: Recover db01 on kvm02
+      virtops.unified.vm_recover:
+        name: db01
+        destination_host: kvm02
+        reason: kvm01 lost power
+
+# Credentials: give them in one of these places, never as ad-hoc arguments
+# (ansible ... -m virtops.unified.vm_recover -a 'password=...'), which ansible-core itself echoes in its
+# error output when an argument is wrong. First found wins (README, "Credentials"):
+#   - the task or module_defaults (a vaulted variable, as below);
+#   - the variable virtops_credentials, {endpoint id: options}, vaulted;
+#   - the files AWX credentials of the virtops types write (VIRTOPS_CREDENTIALS_<PLATFORM>);
+#   - the inventory source the host came from (inline, !vault, or its env: lookups);
+#   - the environment of ansible-playbook: VMWARE_USER / VMWARE_PASSWORD,
+#     OVM_USERNAME / OVM_PASSWORD, LIBVIRT_DEFAULT_URI.
+
+- name: Credentials per vCenter from a vaulted variable
+  hosts: web01
+  gather_facts: false
+  vars_files:
+    # virtops_credentials:
+    #   vcenter.example.com: {username: svc-virtops@vsphere.local, password: !vault | ...}
+    - credentials.vault.yml
+  tasks:
+    - name: Recover on esx02
+      virtops.unified.vm_recover:
+        destination_host: esx02
+        reason: esx01 lost power
 """
 
 RETURN = r"""

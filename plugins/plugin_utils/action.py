@@ -191,11 +191,24 @@ class VirtActionBase(ActionBase):
         unnamed = [e for e in entries if platform.endpoint_id(e) is None]
         return (where, (named or unnamed or [{}])[0])
 
-    def progress(self, message):
-        """Shown while the task waits, so a person can follow long steps."""
+    def mask(self, message):
+        """The line with every secret value of this task masked."""
         for secret in sorted(getattr(self, "_secrets", ()), key=len, reverse=True):
             message = message.replace(secret, "********")
-        display.display("  %s" % message)
+        return message
+
+    def progress(self, message):
+        """Shown while the task waits, so a person can follow long steps."""
+        display.display("  %s" % self.mask(message))
+
+    def trace(self, message):
+        """One platform API call (what, status, milliseconds), shown with -vvv."""
+        display.vvv("  %s" % self.mask(message))
+
+    @property
+    def tracer(self):
+        """`trace` when the run shows -vvv lines, else None (the drivers then time nothing)."""
+        return self.trace if display.verbosity >= 3 else None
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)

@@ -121,3 +121,99 @@ def test_credential_type_writes_the_credentials_file_keyed_by_endpoint_id(platfo
                                        str(opt.default).lower() if opt.type == "bool" else str(opt.default))
     for opt in platform.key_files:
         assert env[opt.env[0]] == ""
+
+
+# --- docs: README's credentials table, the modules' docs and examples ------------------------
+
+def _readme_block():
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import generate  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    begin, end = text.index(generate.CREDENTIALS_BEGIN), text.index(generate.CREDENTIALS_END)
+    return text, text[begin:end]
+
+
+@pytest.mark.parametrize("platform", PLATFORMS, ids=[p.name for p in PLATFORMS])
+def test_readme_credentials_table_lists_every_environment_variable_of_the_platform(platform):
+    text, block = _readme_block()
+    row = next((line for line in block.splitlines() if line.startswith("| `%s` |" % platform.name)), None)
+    assert row, "README.md: no row for platform %s in the credentials table" % platform.name
+    for opt in platform.options + platform.key_files:
+        for env in opt.env:
+            assert "`%s` (%s" % (env, opt.name) in row, env
+    assert "`%s`" % platform.credentials_env() in row
+    for name in platform.id_options:
+        assert "`%s`" % name in row
+    credentials = text[text.index("## Credentials"):]
+    assert "ansible-vault encrypt_string" in credentials and "module_defaults" in credentials
+    assert text.index("## Credentials") < text.index(block) < text.index("## The model")
+
+
+def _doc(path, name):
+    import ast  # pylint: disable=import-outside-toplevel
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == name:
+            return node.value.value
+    for node in tree.body:  # a doc fragment: class ModuleDocFragment: DOCUMENTATION = ...
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.Assign) and getattr(item.targets[0], "id", None) == name:
+                    return item.value.value
+    return None
+
+
+MODULES_DIR = os.path.join(ROOT, "plugins", "modules")
+CONNECTED = sorted(f[:-3] for f in os.listdir(MODULES_DIR) if f.endswith(".py")
+                   and "virtops.unified.connection" in (yaml.safe_load(_doc(os.path.join(MODULES_DIR, f), "DOCUMENTATION"))
+                                                         .get("extends_documentation_fragment") or []))
+
+
+def test_platform_is_not_documented_as_required():
+    """The action plugin fills platform from the targeted host: the docs must not mark it `=`."""
+    fragment = yaml.safe_load(_doc(os.path.join(ROOT, "plugins", "doc_fragments", "connection.py"), "DOCUMENTATION"))
+    assert not fragment["options"]["platform"].get("required")
+    for module in CONNECTED:
+        own = yaml.safe_load(_doc(os.path.join(MODULES_DIR, module + ".py"), "DOCUMENTATION"))
+        assert "platform" not in (own.get("options") or {}), "%s redefines platform" % module
+
+
+def test_secret_options_say_not_to_give_them_ad_hoc():
+    fragment = yaml.safe_load(_doc(os.path.join(ROOT, "plugins", "doc_fragments", "connection.py"), "DOCUMENTATION"))
+    for name, declared in registry.option_names().items():
+        if any(o.secret for _p, o in declared):
+            text = " ".join(fragment["options"][name]["description"])
+            assert "-a %s=" % name in text and "echoes" in text, name
+
+
+def test_action_group_lists_the_connected_modules():
+    with open(os.path.join(ROOT, "meta", "runtime.yml"), encoding="utf-8") as handle:
+        group = yaml.safe_load(handle)["action_groups"]["vm"]
+    assert sorted(g.split(".")[-1] for g in group) == CONNECTED
+
+
+def _tasks(plays):
+    for play in plays:
+        for key in ("tasks", "pre_tasks", "post_tasks", "block", "always", "rescue"):
+            for task in play.get(key) or []:
+                yield task
+                yield from _tasks([task])
+
+
+@pytest.mark.parametrize("module", CONNECTED)
+def test_examples_show_module_defaults_and_credentials_never_inline(module):
+    examples = _doc(os.path.join(MODULES_DIR, module + ".py"), "EXAMPLES")
+    plays = yaml.safe_load(examples)
+    with_defaults = [p for p in plays if "group/virtops.unified.vm" in (p.get("module_defaults") or {})]
+    assert with_defaults, "%s: no example with module_defaults of group/virtops.unified.vm" % module
+    assert "virtops_credentials" in examples and "VMWARE_PASSWORD" in examples
+    for play in plays:
+        for options in [play.get("module_defaults", {}).get("group/virtops.unified.vm") or {}] + [
+                t.get("virtops.unified." + module) or {} for t in _tasks([play])]:
+            if "password" in options:
+                assert str(options["password"]).startswith("{{"), "%s: a password in clear in an example" % module

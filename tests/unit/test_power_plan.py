@@ -302,7 +302,7 @@ def migrating(monkeypatch):
     opened = []
 
     def connect(drv):
-        def _connect(params):
+        def _connect(params, progress=None, trace=None):  # pylint: disable=unused-argument
             opened.append(params)
             if isinstance(drv, Exception):
                 raise drv
@@ -468,7 +468,7 @@ def test_an_endpoint_that_cannot_be_reached_fails_only_its_vms(migrating, monkey
     drv = RecoveringDriver(["a", "b"])
     interface, opened = migrating(drv)
 
-    def connect(params):
+    def connect(params, progress=None, trace=None):  # pylint: disable=unused-argument
         opened.append(params)
         if params["hostname"] == "down":
             raise model.Unreachable("kvm3 does not answer")
