@@ -26,4 +26,9 @@ notes:
   - C(who) is the controller's OS user, C(via) how the run was started (C(awx job N) from AWX's
     own job environment, C(eda ruleset/rule), C(cli)). A user name that only the job's variables
     give (C(awx_user_name)) is kept as C(claimed_user).
+  - Long waits (a guest shutdown, a platform task or job, the guest heartbeat) print a progress
+    line at least every 15 seconds. With C(-vvv), each call to the platform's API is shown with
+    its result and its time in milliseconds; secret values are masked.
+  - On failure, C(changed) is true when an action took effect before it (a VM power-cycled, moved
+    or registered), false when nothing was done.
 """

@@ -193,14 +193,16 @@ after:
     - The VM as read back through the platform after the last step (same as RV(before) in check
       mode or when nothing was to be done), with the same keys as RV(before).
     - C(heartbeat) is the one waited for when a C(heartbeat) step ran.
-  returned: success
+    - On a failure where a wait read the VM (a timeout), the state last seen.
+  returned: success, and on failure when a wait read the VM
   type: dict
   sample: {name: db01, uuid: 6695eb01-f6a4-8304-79aa-97f2502e193f, host: kvm01, cluster: null,
            power_state: running, power_state_raw: running, heartbeat: ok, platform: libvirt}
 actions:
   description:
     - Steps run (or, in check mode, planned), in order, with the time each began, how
-      long it took and its result (C(ok), C(timeout), C(planned), C(not waited)).
+      long it took and its result (C(ok), C(timeout), C(planned), C(not waited), C(refused) when the
+      platform would not take it, C(failed)). A platform task or job that ran out of time is C(timeout).
     - A graceful shutdown that timed out is followed by the C(poweroff) it escalated to.
   returned: always
   type: list
@@ -212,6 +214,23 @@ elapsed:
   description: Seconds the whole task took.
   returned: always
   type: float
+changed:
+  description:
+    - Whether the VM's power was acted on. On failure too it is true when a power action took effect
+      before it (a step C(ok), C(not waited) or C(timeout), for example a VM power-cycled whose guest
+      heartbeat never came), false when nothing was done.
+  returned: always
+  type: bool
+diff:
+  description:
+    - With C(--diff), RV(before) has C(power_state) and C(power_state_raw); RV(after) the same as read
+      back (in check mode C(power_state_raw) says it was not read, when the state changes) and
+      C(path), the way from one to the other, one arrow per step, for example
+      C(running -(shutdown)-> stopped -(start)-> running); an escalation reads
+      C(-(shutdown timeout, poweroff)->); in check mode it is the planned path and ends C((planned)).
+      With O(wait_for_heartbeat), both carry C(heartbeat).
+  returned: with --diff
+  type: dict
 error_type:
   description: On failure, the kind of error (NotFound, Ambiguous, Unreachable, AuthFailed, Timeout, StateConflict, ...).
   returned: failed
