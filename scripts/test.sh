@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything and run every check: sanity, lint, unit and integration
-# tests on real peers (libvirtd + QEMU/KVM, libvirt's test:/// driver).
+# tests on real peers (libvirtd + QEMU/KVM, libvirt's test:/// driver, the vCenter
+# simulator, the Oracle VM Manager emulator), then the core subset on the lowest ansible-core.
 # Exits non-zero on any failure; a peer that cannot start is a failure.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,3 +32,6 @@ test -f .build/installed/ansible_collections/virtops/unified/plugins/modules/vm_
 
 step "unit and integration tests"
 pytest -p no:cacheprovider tests/unit tests/integration "$@"
+
+step "ansible-core matrix: the core subset on the lowest ansible-core claimed (the newest is .venv's, above)"
+scripts/matrix.sh

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: ovm
-short_description: Oracle VM server pools, servers and VMs with the server of each VM, in three calls
+short_description: Oracle VM server pools, servers and VMs with the server of each VM, in four calls
 version_added: 0.2.0
 description:
   - Reads one Oracle VM Manager 3.4 through its Web Services REST API in a fixed number of calls

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: vm_migrate
-short_description: Live-migrate a VM to another host (vMotion)
+short_description: Live-migrate a VM to another host of its endpoint
 version_added: 0.1.0
 description:
   - Moves a VM to O(destination_host), a host of the same endpoint, and waits until the
@@ -16,8 +16,8 @@ description:
     through one connection (one login to vCenter, not one per VM).
     It stops at the first VM that cannot move; RV(moves) says, for every VM, whether it was
     moved, failed, or not tried. Each VM has its own intent and outcome lines in the audit log.
-  - Supported on vSphere (vMotion, storage unchanged). Other platforms fail with a clear
-    error and change nothing.
+  - Supported where the platform declares live migration (vSphere vMotion and Oracle VM, storage
+    unchanged). Other platforms (libvirt) fail with a clear error and change nothing.
   - Runs on the controller. Against a host of a virtops inventory no connection
     options are needed.
 author:
