@@ -38,8 +38,8 @@ ESTATE = {"endpoints": [
 
 def sh(argv, cwd, env, timeout=600):
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, "%s failed (%d):\n%s\n%s" % (" ".join(argv), proc.returncode, proc.stdout[-4000:],
-                                                             proc.stderr[-4000:])
+    assert proc.returncode == 0, "%s failed (%d):\n%s\n%s" % (
+        " ".join(argv), proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:])
     return proc
 
 

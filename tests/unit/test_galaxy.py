@@ -57,8 +57,8 @@ def test_no_placeholder_url():
     for key in ("repository", "documentation", "homepage", "issues"):
         value = meta.get(key)
         if value is not None:
-            assert value.startswith("https://") and not re.search(r"\.(invalid|example|test|localhost)\b|example\.",
-                                                                   value), "%s: %s is no real URL" % (key, value)
+            fake = re.search(r"\.(invalid|example|test|localhost)\b|example\.", value)
+            assert value.startswith("https://") and not fake, "%s: %s is no real URL" % (key, value)
 
 
 def test_the_version_is_the_last_release_of_the_changelog():

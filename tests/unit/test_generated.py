@@ -169,9 +169,12 @@ def _doc(path, name):
 
 
 MODULES_DIR = os.path.join(ROOT, "plugins", "modules")
-CONNECTED = sorted(f[:-3] for f in os.listdir(MODULES_DIR) if f.endswith(".py")
-                   and "virtops.unified.connection" in (yaml.safe_load(_doc(os.path.join(MODULES_DIR, f), "DOCUMENTATION"))
-                                                         .get("extends_documentation_fragment") or []))
+def _fragments(module_file):
+    return yaml.safe_load(_doc(os.path.join(MODULES_DIR, module_file), "DOCUMENTATION")).get("extends_documentation_fragment") or []
+
+
+CONNECTED = sorted(f[:-3] for f in os.listdir(MODULES_DIR)
+                   if f.endswith(".py") and "virtops.unified.connection" in _fragments(f))
 
 
 def test_platform_is_not_documented_as_required():
