@@ -130,3 +130,21 @@ def lab_env(labdir):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def running_lab(base, estate):
+    """A lab of `estate` (a lab file, as a dict) in directory `base`: up, with its lab.env in
+    os.environ while it runs, then down. Yields the lab directory."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    labfile = os.path.join(str(base), "lab.yml")
+    with open(labfile, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(estate, handle, allow_unicode=True)
+    labdir = os.path.join(str(base), "dir")
+    lab("up", labfile, labdir)
+    try:
+        with lab_env(labdir):
+            yield labdir
+    finally:
+        lab("down", labdir, check=False)

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 import yaml
 
-from helpers import BIN, ROOT, env, inventory, lab, lab_env, playbook
+from helpers import BIN, ROOT, env, inventory, lab, playbook, running_lab
 
 PASSWORD = "Ovm pw 'q' ${x} 7f3e"
 USER = "lab-admin"
@@ -53,22 +53,10 @@ def lab_vms(estate):
                   for ep in estate["endpoints"] for c in ep["clusters"] for h in c["hosts"] for v in h.get("vms", []))
 
 
-def up(base, estate):
-    labfile = base / "lab.yml"
-    labfile.write_text(yaml.safe_dump(estate, allow_unicode=True), encoding="utf-8")
-    labdir = str(base / "dir")
-    lab("up", str(labfile), labdir)
-    return labdir
-
-
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory):
-    labdir = up(tmp_path_factory.mktemp("ovm"), ESTATE)
-    try:
-        with lab_env(labdir):
-            yield labdir
-    finally:
-        lab("down", labdir)
+    with running_lab(tmp_path_factory.mktemp("ovm"), ESTATE) as labdir:
+        yield labdir
 
 
 # --- independent reads ------------------------------------------------------------------
@@ -272,8 +260,7 @@ def test_inventory_round_trips_are_fixed_whatever_the_number_of_vms(tmp_path):
                            "password": PASSWORD, "clusters": [{"name": "big", "hosts": [
                                {"name": "ovs%02d" % h, "vms": [vm("vm-%d-%02d" % (h, i), memory_mb=64)
                                                                for i in range(30)]} for h in (1, 2)]}]}]}
-    labdir = up(tmp_path, many)
-    try:
+    with running_lab(tmp_path, many) as labdir:
         reset_requests(labdir)
         data, stderr = inventory(inv(labdir))
         assert len([v for v in data["_meta"]["hostvars"].values() if v.get("virt_kind") == "vm"]) == 60
@@ -281,8 +268,6 @@ def test_inventory_round_trips_are_fixed_whatever_the_number_of_vms(tmp_path):
         assert seen["by_call"] == {"GET Manager": 1, "GET ServerPool": 1, "GET Server": 1, "GET Vm": 1}, seen
         assert seen["logins"] == 1 and seen["unauthorized"] == 0, seen
         assert PASSWORD not in json.dumps(data) + stderr
-    finally:
-        lab("down", labdir)
 
 
 # --- 7 (read-only, first). host failure impact ------------------------------------------------
@@ -512,12 +497,8 @@ SMALL = {"endpoints": [{"name": "o1", "platform": "ovm", "credentials": "inline"
 @pytest.fixture
 def small(tmp_path_factory):
     """A lab of its own, for a fault the main one must not carry on."""
-    labdir = up(tmp_path_factory.mktemp("ovm-small"), SMALL)
-    try:
-        with lab_env(labdir):
-            yield labdir
-    finally:
-        lab("down", labdir)
+    with running_lab(tmp_path_factory.mktemp("ovm-small"), SMALL) as labdir:
+        yield labdir
 
 
 def test_endpoint_silent_fails_within_connect_timeout(small, tmp_path):
@@ -671,12 +652,8 @@ RECOVERY = {"endpoints": [{
 
 @pytest.fixture(scope="module")
 def recovery(tmp_path_factory):
-    labdir = up(tmp_path_factory.mktemp("ovm-recovery"), RECOVERY)
-    try:
-        with lab_env(labdir):
-            yield labdir
-    finally:
-        lab("down", labdir)
+    with running_lab(tmp_path_factory.mktemp("ovm-recovery"), RECOVERY) as labdir:
+        yield labdir
 
 
 def test_host_down_then_recover_host_failure_starts_its_vms_on_the_other_server(recovery):

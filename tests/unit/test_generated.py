@@ -169,6 +169,8 @@ def _doc(path, name):
 
 
 MODULES_DIR = os.path.join(ROOT, "plugins", "modules")
+
+
 def _fragments(module_file):
     return yaml.safe_load(_doc(os.path.join(MODULES_DIR, module_file), "DOCUMENTATION")).get("extends_documentation_fragment") or []
 

@@ -7,9 +7,8 @@ import json
 import re
 
 import pytest
-import yaml
 
-from helpers import lab, lab_env, playbook, task_results
+from helpers import lab, playbook, running_lab, task_results
 
 OVM_PASSWORD = "Ovm feedback pw 'q' 7f3e"
 VMW_PASSWORD = "Vmw feedback pw 9c1d"
@@ -39,32 +38,16 @@ VMW_LAB = {"endpoints": [{
 }]}
 
 
-def _up(base, estate):
-    labfile = base / "lab.yml"
-    labfile.write_text(yaml.safe_dump(estate, allow_unicode=True), encoding="utf-8")
-    labdir = str(base / "dir")
-    lab("up", str(labfile), labdir)
-    return labdir
-
-
 @pytest.fixture(scope="module")
 def ovm(tmp_path_factory):
-    labdir = _up(tmp_path_factory.mktemp("feedback-ovm"), OVM_LAB)
-    try:
-        with lab_env(labdir):
-            yield labdir
-    finally:
-        lab("down", labdir)
+    with running_lab(tmp_path_factory.mktemp("feedback-ovm"), OVM_LAB) as labdir:
+        yield labdir
 
 
 @pytest.fixture(scope="module")
 def vmw(tmp_path_factory):
-    labdir = _up(tmp_path_factory.mktemp("feedback-vmw"), VMW_LAB)
-    try:
-        with lab_env(labdir):
-            yield labdir
-    finally:
-        lab("down", labdir)
+    with running_lab(tmp_path_factory.mktemp("feedback-vmw"), VMW_LAB) as labdir:
+        yield labdir
 
 
 def power(labdir, target, args, *extra, check=False):
