@@ -39,7 +39,6 @@ PEER = os.path.join(ROOT, "tests", "peers", "ovm", "ovm_manager.py")
 DEFAULT_USERNAME = "admin"
 DEFAULT_PASSWORD = "lab-S3cret pw"
 READY_TIMEOUT = 60
-STOP_TIMEOUT = 10
 
 ENDPOINT_KEYS = ("name", "platform", "credentials", "username", "password", "clusters", "hosts")
 HOST_KEYS = ("name", "state", "vms")
@@ -66,7 +65,8 @@ def xen_uuid(vm_id):
     return "-".join((vm_id[:8], vm_id[8:12], vm_id[12:16], vm_id[16:20], vm_id[20:]))
 
 
-class OvmLab:
+class OvmLab(processes.ControlledPeer):
+    peer = "ovm"
     name = "ovm"
     plugin = "virtops.unified.ovm"
     faults = ("endpoint-starting",)
@@ -185,16 +185,6 @@ class OvmLab:
         if len(argv) < 2 or os.path.abspath(argv[1]) != PEER:
             return False
         return not rec.get("estate") or rec["estate"] in argv
-
-    def down(self, ep, rec):
-        processes.stop([pid for pid in rec.get("pids") or [] if self._ours(pid, rec)], term_wait=STOP_TIMEOUT)
-
-    # --- the control API ------------------------------------------------------------------
-    @staticmethod
-    def _call(ep, rec, method, path, body=None, timeout=30):
-        return processes.control(ep["name"], "ovm", rec["control"], method, path, body, timeout)
-
-    _path = staticmethod(processes.control_path)
 
     # --- state ------------------------------------------------------------------------------
     @staticmethod

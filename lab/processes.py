@@ -140,3 +140,23 @@ def control(label, what, base, method, path, body=None, timeout=30):
 def control_path(*segments):
     """A control API path from segments, each quoted (names hold any character)."""
     return "/" + "/".join(urllib.parse.quote(str(s), safe="") for s in segments)
+
+
+class ControlledPeer:
+    """Base of a lab part whose peer is one process per endpoint with a JSON control API
+    (rec["control"]): `down` stops only the processes `_ours` recognises, `_call` and `_path`
+    talk to the control API. A part sets `peer` (its name in messages) and `_ours`."""
+
+    peer = "peer"
+    stop_wait = 10  # seconds from SIGTERM to SIGKILL
+
+    def _ours(self, pid, rec):
+        raise NotImplementedError
+
+    def down(self, ep, rec):
+        stop([pid for pid in rec.get("pids") or [] if self._ours(pid, rec)], term_wait=self.stop_wait)
+
+    def _call(self, ep, rec, method, path, body=None, timeout=30):
+        return control(ep["name"], self.peer, rec["control"], method, path, body, timeout)
+
+    _path = staticmethod(control_path)

@@ -43,7 +43,6 @@ OUTDIR = os.path.join(ROOT, ".build", "vcsim")
 DEFAULT_USERNAME = "labuser"
 DEFAULT_PASSWORD = "lab-S3cret pw"
 READY_TIMEOUT = 60  # seconds until the peer's ready line
-STOP_TIMEOUT = 10  # seconds from SIGTERM to SIGKILL
 
 ENDPOINT_KEYS = ("name", "platform", "credentials", "username", "password", "clusters", "hosts")
 HOST_KEYS = ("name", "state", "vms")
@@ -73,7 +72,8 @@ def _hosts(ep):
         yield None, host
 
 
-class VmwareLab:
+class VmwareLab(processes.ControlledPeer):
+    peer = "vcsim"
     name = "vmware"
     plugin = "virtops.unified.vmware"
 
@@ -220,16 +220,6 @@ class VmwareLab:
         if not argv or os.path.basename(argv[0]) != "vcsim":
             return False
         return not rec.get("estate") or rec["estate"] in argv
-
-    def down(self, ep, rec):
-        processes.stop([pid for pid in rec.get("pids") or [] if self._ours(pid, rec)], term_wait=STOP_TIMEOUT)
-
-    # --- the control API ------------------------------------------------------------------
-    @staticmethod
-    def _call(ep, rec, method, path, body=None, timeout=30):
-        return processes.control(ep["name"], "vcsim", rec["control"], method, path, body, timeout)
-
-    _path = staticmethod(processes.control_path)
 
     # --- state ------------------------------------------------------------------------------
     @staticmethod

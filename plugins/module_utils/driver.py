@@ -83,6 +83,8 @@ class Driver:
     heartbeat_in_bulk = True
     #: stop_cause() words that mean someone stopped the VM on purpose
     planned_stop_causes = frozenset()
+    #: what answers for the guest inside the VM, for hints about a guest that does not answer
+    guest_agent = "its guest agent"
 
     # --- what the caller hears while it waits (set after open(), e.g. by interface.connect) -----
     #: progress(line): a person-readable line at least every `note_every` seconds of each wait

@@ -107,6 +107,7 @@ class LibvirtDriver(base.Driver):
     platform = PLATFORM
     capabilities = frozenset(base.ACTIONS) | {registry.HEARTBEAT}
     boot_fact = "domain_id"  # a new domain id at each start
+    guest_agent = "the QEMU guest agent"
     heartbeat_in_bulk = False  # the guest agent is pinged one domain at a time
     # shutoff reasons that are not a fault: the guest, a save, a migration or a snapshot meant it
     planned_stop_causes = frozenset({"shutdown", "saved", "migrated", "from_snapshot"})

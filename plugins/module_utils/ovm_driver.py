@@ -92,6 +92,7 @@ class OvmDriver(base.Driver):
     capabilities = frozenset({base.START, base.SHUTDOWN, base.POWEROFF, base.SUSPEND, base.RESUME,
                               registry.MIGRATE, registry.MAINTENANCE})
     job_poll = 0.2
+    guest_agent = "the Oracle VM Guest Additions"
 
     def __init__(self, hostname=None, username=None, password=None, port=7002, validate_certs=True, ca_path=None,
                  connect_timeout=30):
@@ -106,6 +107,7 @@ class OvmDriver(base.Driver):
         self.timeout = connect_timeout or 30
         self.base = "https://%s:%s%s" % (hostname if ":" not in hostname else "[%s]" % hostname, port, BASE_PATH)
         self.servers = {}  # server id -> Server object, from the last read
+        self.pools = {}  # server pool id -> its name, from the last bulk read
         self.session = requests.Session()
         self.session.headers.update(HEADERS)
         # given with each request: a session's own verify loses to REQUESTS_CA_BUNDLE (requests #3829)
@@ -214,7 +216,7 @@ class OvmDriver(base.Driver):
             conn = model.MAINTENANCE
         return model.Machine(
             kind=model.HYPERVISOR, platform=PLATFORM, name=server.get("name"), uuid=_value(server.get("id")),
-            cluster=_name(server.get("serverPoolId")), power_state=_SERVER_POWER.get(raw, model.UNKNOWN),
+            cluster=self._pool(server.get("serverPoolId")), power_state=_SERVER_POWER.get(raw, model.UNKNOWN),
             power_state_raw=raw, connection_state=conn, endpoint=self.endpoint(),
             facts={"connection_state_raw": raw, "maintenance_mode": bool(server.get("maintenanceMode")),
                    "cpus": server.get("cpuCount"), "memory_mb": server.get("memory"),
@@ -229,13 +231,18 @@ class OvmDriver(base.Driver):
             power, raw = model.UNKNOWN, "%s:server %s" % (raw, server_state)
         return model.Machine(
             kind=model.VM, platform=PLATFORM, name=vm.get("name"), uuid=vm_uuid(_value(vm.get("id"))),
-            host=_name(vm.get("serverId")), cluster=_name(vm.get("serverPoolId")),
+            host=_name(vm.get("serverId")), cluster=self._pool(vm.get("serverPoolId")),
             power_state=power, power_state_raw=raw, heartbeat=model.HB_UNKNOWN, endpoint=self.endpoint(),
             facts={"vcpus": vm.get("cpuCount"), "memory_mb": vm.get("memory"),
                    "domain_type": vm.get("vmDomainType"), "high_availability": vm.get("highAvailability")})
 
+    def _pool(self, ref):
+        """A pool's name: as the pool itself says (the bulk read), else as the id object has it
+        (a single VM read between bulk reads)."""
+        return self.pools.get(_value(ref)) or _name(ref)
+
     def list_inventory(self):
-        self._request("GET", "ServerPool", "read the server pools")  # pools without servers hold no VMs
+        self.pools = {_value(p.get("id")): p.get("name") for p in self._request("GET", "ServerPool", "read the server pools")}
         servers = self._request("GET", "Server", "read the servers")
         vms = self._request("GET", "Vm", "read the VMs")
         self.servers = {_value(s.get("id")): s for s in servers}

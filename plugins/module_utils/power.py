@@ -242,10 +242,6 @@ def execute(driver, vm, steps, wait=True, progress=None):
     return current, actions
 
 
-#: each platform's guest agent, for hints about a guest that does not answer
-GUEST_AGENTS = {"vmware": "VMware Tools", "libvirt": "the QEMU guest agent", "ovm": "the Oracle VM Guest Additions"}
-
-
 def _what_was_done(effects):
     """How a run that got as far as the heartbeat changed the VM, in a word."""
     if START in effects and any(a in effects for a in (SHUTDOWN, POWEROFF, RESET)):
@@ -261,7 +257,7 @@ def timeout_hint(driver, vm, step, effects, exc):
     """What to do about a step that ran out of time, for that step: only a graceful
     shutdown is helped by force."""
     action, seconds = step["action"], step["timeout"]
-    agent = GUEST_AGENTS.get(driver.platform, "its guest agent")
+    agent = driver.guest_agent
     seen = getattr(exc, "machine", None)
     state = ("the power state is as `after` says (%s, heartbeat %s)" % (seen.power_state_raw, seen.heartbeat)
              if seen is not None else "check its power state on the platform")

@@ -122,6 +122,7 @@ class VmwareDriver(base.Driver):
     capabilities = frozenset({base.START, base.SHUTDOWN, base.POWEROFF, base.RESET, base.SUSPEND,
                               registry.HEARTBEAT, registry.MIGRATE, registry.MAINTENANCE})
     boot_fact = "boot_time"  # runtime.bootTime, set at each power-on
+    guest_agent = "VMware Tools"
 
     def __init__(self, hostname=None, username=None, password=None, port=443, validate_certs=True,
                  connect_timeout=30, include_templates=False):

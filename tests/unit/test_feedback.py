@@ -8,7 +8,7 @@ minutes of waiting take no time."""
 import pytest
 
 from ansible_collections.virtops.unified.plugins.module_utils import driver as base
-from ansible_collections.virtops.unified.plugins.module_utils import interface, model, ovm_driver, power
+from ansible_collections.virtops.unified.plugins.module_utils import interface, model, ovm_driver, power, registry
 from ansible_collections.virtops.unified.plugins.module_utils import vmware_driver
 from ansible_collections.virtops.unified.plugins.module_utils.driver import ACTIONS, Driver
 
@@ -52,6 +52,7 @@ class FakeDriver(Driver):
 
     def __init__(self, state, platform="vmware", deaf=False, silent=False, slow=0.0, clock=None):
         self.platform = platform
+        self.guest_agent = registry.get(platform).driver.guest_agent  # as that platform's driver says it
         self.vm = machine(state, model.HB_OK if state == model.RUNNING else model.HB_UNKNOWN)
         self.deaf, self.silent, self.slow, self.clock = deaf, silent, slow, clock
         self.calls = []
